@@ -1,0 +1,33 @@
+"""Options and helpers shared by several commands."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_model_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="model artefact: a folder (config.json + weights.pt) or a .pt file")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+
+
+def add_window_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--window", type=float, default=4.0, help="window length in seconds for long audio (default: 4)")
+    parser.add_argument("--hop", type=float, default=None, help="window hop in seconds (default: the window length)")
+    parser.add_argument(
+        "--pad", action="store_true", help="repeat clips shorter than --min-seconds instead of rejecting them"
+    )
+    parser.add_argument("--min-seconds", type=float, default=1.0, help="shortest clip accepted (default: 1 s)")
+
+
+def load_encoder(args: argparse.Namespace):
+    """The :class:`~singerid.infer.SingerEncoder` the options describe."""
+    from ..infer import load_model
+
+    return load_model(
+        args.model,
+        device=args.device,
+        window=getattr(args, "window", 4.0),
+        hop=getattr(args, "hop", None),
+        min_seconds=getattr(args, "min_seconds", 1.0),
+        short="pad" if getattr(args, "pad", False) else "reject",
+    )

@@ -1,0 +1,35 @@
+"""singerid embed: files or folders -> one embedding per file in an .npz."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import add_model_option, add_window_options, load_encoder
+
+NAME = "embed"
+ORDER = 40
+HELP = "embed audio files (or every audio file under folders) into an .npz of ids + vectors; resumable"
+EXAMPLE = "singerid embed corpus/singer000 --model runs/demo/model --out emb.npz"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", help="audio files and/or folders")
+    add_model_option(parser)
+    add_window_options(parser)
+    parser.add_argument("--out", required=True, help="output .npz (ids, embeddings, meta)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=0, help="processes decoding audio (default: 0)")
+    parser.add_argument("--shard-size", type=int, default=256, help="files per resumable shard (default: 256)")
+    parser.add_argument("--skip-silence", action="store_true", help="ignore silent windows of long files")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..extract import expand_inputs, extract_to_npz
+
+    files = expand_inputs(args.inputs)
+    out = extract_to_npz(
+        load_encoder(args), files, args.out, shard_size=args.shard_size, batch_size=args.batch_size,
+        num_workers=args.workers, skip_silence=args.skip_silence,
+    )
+    print(f"embedded {len(files)} files -> {out}")
+    return 0

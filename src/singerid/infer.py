@@ -1,0 +1,280 @@
+"""``SingerEncoder``: embed clips, files and long recordings; score, verify, enroll, identify.
+
+Embeddings are float32 ``(n, dim)`` arrays, L2-normalised; scores are cosine similarities.
+An embedding never depends on what else is in the batch (the frontend normalises per example
+and the network runs in eval mode).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence, Union
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from .artifact import Artifact, load_artifact
+from .audio import SAMPLE_RATE, check_audio, fit_length, frame_levels_db, load_audio, resample, to_mono, SILENCE_DB
+from .errors import AudioError, ConfigError
+
+AudioLike = Union[np.ndarray, torch.Tensor]
+ClipLike = Union[str, os.PathLike, np.ndarray, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class WindowEmbeddings:
+    """Per-window embeddings of one recording, with window start/end times in seconds."""
+
+    embeddings: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Outcome of :meth:`SingerEncoder.verify`."""
+
+    score: float
+    same_singer: bool
+    threshold: float
+
+
+def normalize(x: np.ndarray) -> np.ndarray:
+    """Row-wise L2 normalisation (float32)."""
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+class SingerEncoder:
+    """A loaded singer-identity model, ready to embed audio.
+
+    Parameters mirror :func:`load_model`; ``window`` and ``hop`` (seconds) set how audio longer
+    than one window is cut; ``min_seconds`` is the shortest clip accepted, and ``short`` says
+    what happens below it: ``"reject"`` (an error) or ``"pad"`` (repeat the clip up to
+    ``min_seconds``).
+    """
+
+    def __init__(
+        self,
+        artifact: Artifact,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        window: float = 4.0,
+        hop: float | None = None,
+        min_seconds: float = 1.0,
+        short: str = "reject",
+    ) -> None:
+        if short not in ("reject", "pad"):
+            raise ConfigError(f"short={short!r}: use 'reject' or 'pad'.")
+        if window <= 0 or (hop is not None and hop <= 0) or min_seconds <= 0:
+            raise ConfigError("window, hop and min_seconds must be positive.")
+        self.artifact = artifact
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.net = artifact.net.to(self.device, dtype=dtype).eval()
+        self.window, self.hop = window, hop or window
+        self.min_seconds, self.short = min_seconds, short
+        self.sample_rate = SAMPLE_RATE
+
+    @property
+    def dim(self) -> int:
+        """Embedding size."""
+        return int(self.artifact.config.embedding_dim)
+
+    # -- core ---------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device, self.dtype)
+        return normalize(self.net(x).float().cpu().numpy())
+
+    def _prepare(self, audio: np.ndarray, source: str) -> np.ndarray:
+        check_audio(audio, source, self.sample_rate, max_clipped=None)
+        need = int(round(self.min_seconds * self.sample_rate))
+        if len(audio) < need:
+            if self.short == "reject":
+                raise AudioError(
+                    f"{source}: {len(audio) / self.sample_rate:.2f} s is shorter than min_seconds={self.min_seconds} s. "
+                    "Use a longer clip, or short='pad' (--pad) to repeat it."
+                )
+            audio = fit_length(audio, need, pad="repeat")
+        return audio
+
+    def _windows(self, audio: np.ndarray, skip_silence: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Window start samples and the stacked windows; the last window ends at the clip's end."""
+        win = int(round(self.window * self.sample_rate))
+        if len(audio) <= win:
+            return np.array([0]), audio[None, :]
+        hop = int(round(self.hop * self.sample_rate))
+        starts = list(range(0, len(audio) - win + 1, hop))
+        if starts[-1] + win < len(audio):
+            starts.append(len(audio) - win)
+        starts_arr = np.array(starts)
+        stack = np.stack([audio[s : s + win] for s in starts_arr])
+        if skip_silence:
+            active = np.array([np.mean(frame_levels_db(w, self.sample_rate) > SILENCE_DB) >= 0.5 for w in stack])
+            if active.any():
+                starts_arr, stack = starts_arr[active], stack[active]
+        return starts_arr, stack
+
+    def _clips(self, audio: AudioLike, sample_rate: int) -> list[np.ndarray]:
+        """Mono clips at the model's rate from a 1-D clip, ``(samples, channels)`` or ``(batch, samples)``."""
+        x = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
+        x = x.astype(np.float32, copy=False)
+        if x.ndim == 2 and x.shape[1] <= 8 < x.shape[0]:
+            x = to_mono(x)
+        if x.ndim not in (1, 2):
+            raise AudioError(f"audio has shape {x.shape}; expected (samples,), (samples, channels) or (batch, samples).")
+        return [resample(c, sample_rate, self.sample_rate) for c in (x[None] if x.ndim == 1 else x)]
+
+    # -- public ---------------------------------------------------------------------------
+    def embed(self, audio: AudioLike, sample_rate: int = SAMPLE_RATE, *, skip_silence: bool = False, batch_size: int = 32) -> np.ndarray:
+        """Embed a 1-D clip or a ``(batch, samples)`` array of clips -> ``(n, dim)``.
+
+        Clips longer than one window are cut into windows and their normalised embeddings are
+        averaged. ``(samples, channels)`` stereo is mixed down; any ``sample_rate`` is resampled.
+        Windows of all clips are run together in batches of ``batch_size``.
+        """
+        clips = [self._prepare(c, f"clip {i}") for i, c in enumerate(self._clips(audio, sample_rate))]
+        windows = [self._windows(c, skip_silence)[1] for c in clips]
+        owner = np.concatenate([np.full(len(w), i) for i, w in enumerate(windows)])
+        by_length: dict[int, list[int]] = {}
+        flat = [w for ws in windows for w in ws]
+        for j, w in enumerate(flat):
+            by_length.setdefault(len(w), []).append(j)
+        emb = np.zeros((len(flat), self.dim), np.float32)
+        for idx in by_length.values():
+            for k in range(0, len(idx), batch_size):
+                chunk = idx[k : k + batch_size]
+                emb[chunk] = self._forward(np.stack([flat[j] for j in chunk]))
+        out = np.zeros((len(clips), self.dim), np.float32)
+        np.add.at(out, owner, emb)
+        return normalize(out)
+
+    def embed_windows(
+        self, audio: AudioLike, sample_rate: int = SAMPLE_RATE, *, skip_silence: bool = False, batch_size: int = 32, source: str = "audio"
+    ) -> WindowEmbeddings:
+        """Per-window embeddings of one (long) recording with start/end times in seconds."""
+        clips = self._clips(audio, sample_rate)
+        if len(clips) != 1:
+            raise AudioError(f"{source}: embed_windows takes one clip, got {len(clips)}.")
+        x = self._prepare(clips[0], source)
+        starts, stack = self._windows(x, skip_silence)
+        emb = np.concatenate([self._forward(stack[i : i + batch_size]) for i in range(0, len(stack), batch_size)])
+        win = stack.shape[1]
+        return WindowEmbeddings(emb, starts / self.sample_rate, (starts + win) / self.sample_rate)
+
+    def embed_file(self, path: str | os.PathLike, *, skip_silence: bool = False) -> np.ndarray:
+        """One embedding for a whole file -> ``(dim,)``."""
+        audio = load_audio(path, max_clipped=None)
+        windows = self.embed_windows(audio, skip_silence=skip_silence, source=str(path))
+        return normalize(windows.embeddings.mean(0))
+
+    def embed_files(
+        self,
+        paths: Sequence[str | os.PathLike],
+        *,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        skip_silence: bool = False,
+        progress: bool = True,
+    ) -> np.ndarray:
+        """Embed whole files -> ``(len(paths), dim)``; audio is decoded in ``num_workers`` processes."""
+        loader = DataLoader(_FileAudio(paths), batch_size=None, num_workers=num_workers)
+        out = np.zeros((len(paths), self.dim), np.float32)
+        for i, (path, audio) in enumerate(tqdm(loader, total=len(paths), desc="embed", unit="file", disable=not progress)):
+            windows = self.embed_windows(audio.numpy(), skip_silence=skip_silence, batch_size=batch_size, source=path)
+            out[i] = normalize(windows.embeddings.mean(0))
+        return out
+
+    def embed_segments(self, segments: Iterable, *, batch_size: int = 32, num_workers: int = 0, progress: bool = True) -> np.ndarray:
+        """Embed crops described by :class:`~singerid.records.Segment` rows -> ``(n, dim)``."""
+        segs = list(segments)
+        loader = DataLoader(_SegmentAudio(segs), batch_size=None, num_workers=num_workers)
+        out = np.zeros((len(segs), self.dim), np.float32)
+        for i, (sid, audio) in enumerate(tqdm(loader, total=len(segs), desc="embed", unit="seg", disable=not progress)):
+            out[i] = normalize(self.embed_windows(audio.numpy(), batch_size=batch_size, source=sid).embeddings.mean(0))
+        return out
+
+    def _embed_one(self, clip: ClipLike, sample_rate: int) -> np.ndarray:
+        if isinstance(clip, (str, os.PathLike)):
+            return self.embed_file(clip)
+        return self.embed(clip, sample_rate)[0]
+
+    def score(self, a: ClipLike, b: ClipLike, sample_rate: int = SAMPLE_RATE) -> float:
+        """Cosine similarity of two clips (file paths or audio arrays)."""
+        return float(np.dot(self._embed_one(a, sample_rate), self._embed_one(b, sample_rate)))
+
+    def threshold(self, which: str = "eer") -> float:
+        """The artefact's calibrated decision threshold (``"eer"`` or another stored operating point)."""
+        thresholds = self.artifact.calibration.get("thresholds", {})
+        if which not in thresholds:
+            raise ConfigError(
+                f"{self.artifact.path}: no calibrated '{which}' threshold stored. Pass threshold=..., "
+                "or calibrate the model with `singerid evaluate --calibrate`."
+            )
+        return float(thresholds[which])
+
+    def verify(self, a: ClipLike, b: ClipLike, threshold: float | None = None, sample_rate: int = SAMPLE_RATE) -> Verification:
+        """Same singer? Score against ``threshold`` (default: the artefact's calibrated EER threshold)."""
+        thr = self.threshold() if threshold is None else float(threshold)
+        s = self.score(a, b, sample_rate)
+        return Verification(score=s, same_singer=s >= thr, threshold=thr)
+
+    def enroll(self, name: str, clips: Sequence[ClipLike], sample_rate: int = SAMPLE_RATE):
+        """A :class:`~singerid.profiles.SingerProfile` from several reference clips."""
+        from .profiles import SingerProfile
+
+        if not clips:
+            raise ConfigError(f"enroll {name!r}: give at least one reference clip.")
+        emb = np.stack([self._embed_one(c, sample_rate) for c in clips])
+        return SingerProfile(name=name, embeddings=emb)
+
+    def identify(self, clip: ClipLike, gallery, *, open_set: bool = True, threshold: float | None = None, top: int = 5, sample_rate: int = SAMPLE_RATE):
+        """Rank the gallery's singers for ``clip``; below threshold the answer is ``"unknown"`` (open set)."""
+        gallery.check_model(self.artifact.fingerprint)
+        thr = None
+        if open_set:
+            thr = self.threshold() if threshold is None else float(threshold)
+        return gallery.rank(self._embed_one(clip, sample_rate), top=top, threshold=thr)
+
+
+class _FileAudio(Dataset):
+    def __init__(self, paths: Sequence[str | os.PathLike]) -> None:
+        self.paths = [str(p) for p in paths]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        return self.paths[i], torch.from_numpy(load_audio(self.paths[i], max_clipped=None))
+
+
+class _SegmentAudio(Dataset):
+    def __init__(self, segments: list) -> None:
+        self.segments = segments
+
+    def __len__(self) -> int:
+        return len(self.segments)
+
+    def __getitem__(self, i: int):
+        s = self.segments[i]
+        return s.id, torch.from_numpy(load_audio(s.path, offset=s.offset, duration=s.duration, max_clipped=None))
+
+
+def load_model(
+    path: str | os.PathLike,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    **options,
+) -> SingerEncoder:
+    """Load a model artefact (folder or ``.pt`` file) as a :class:`SingerEncoder`.
+
+    ``options`` are :class:`SingerEncoder`'s window/hop/min_seconds/short settings.
+    """
+    return SingerEncoder(load_artifact(Path(path)), device=device, dtype=dtype, **options)

@@ -1,0 +1,187 @@
+"""Training data: positive pairs are two random crops of the same file, each augmented on its own.
+
+Item ``i`` is a pure function of ``(seed, i)`` and optimiser step ``g`` always consumes items
+``[g * batch, (g + 1) * batch)`` (split across processes), so runs are reproducible with any number
+of workers and a resumed run sees exactly the items the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..audio import SAMPLE_RATE, audio_info, fit_length, load_audio, peak_normalize
+from ..augment import Augmenter, AugmentConfig
+from ..errors import ConfigError, DatasetError
+from ..records import Recording, Segment
+from .config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+def split_files(recordings: Sequence[Recording], val_fraction: float, seed: int) -> tuple[list[Recording], list[Recording]]:
+    """Hold out ``val_fraction`` of the files (seeded); the rest train."""
+    order = np.random.default_rng([seed, 1]).permutation(len(recordings))
+    n_val = int(round(val_fraction * len(recordings)))
+    val = [recordings[i] for i in sorted(order[:n_val])]
+    train = [recordings[i] for i in sorted(order[n_val:])]
+    if not train:
+        raise DatasetError("no files left for training after the validation split; add data or lower val_fraction.")
+    return train, val
+
+
+class SongStore:
+    """Peak-normalised float32 audio of each training file, keyed by path (loaded once, shared by forked workers)."""
+
+    def __init__(self, recordings: Sequence[Recording], crop_samples: int, preload: bool) -> None:
+        self.paths = [r.path for r in recordings]
+        self.crop_samples = crop_samples
+        self.preload = preload
+        self._audio: dict[str, np.ndarray] = {}
+        self.lengths = np.array([audio_info(p).frames for p in self.paths]) if not preload else None
+        if preload:
+            for p in self.paths:
+                self._audio[p] = peak_normalize(load_audio(p))
+            self.lengths = np.array([len(self._audio[p]) for p in self.paths])
+        short = int(np.sum(self.lengths < crop_samples))
+        if short:
+            log.warning("%d of %d training files are shorter than one crop; they are repeat-padded.", short, len(self.paths))
+
+    def songs(self) -> dict[str, np.ndarray]:
+        """The preloaded audio (empty when reading crops from disk)."""
+        return self._audio
+
+    def song(self, i: int) -> np.ndarray:
+        return self._audio[self.paths[i]]
+
+    def read_crop(self, i: int, start: int) -> np.ndarray:
+        """One crop read from disk (the not-preloaded path), peak-normalised."""
+        audio = load_audio(self.paths[i], offset=start / SAMPLE_RATE, duration=self.crop_samples / SAMPLE_RATE)
+        return peak_normalize(fit_length(audio, self.crop_samples, pad="repeat"))
+
+
+class PairDataset(Dataset):
+    """Item ``i`` = two augmented crops of one uniformly drawn file, drawn from ``(seed, i)``."""
+
+    def __init__(self, store: SongStore, augmenter: Augmenter, length: int, seed: int) -> None:
+        self.store, self.augmenter, self.length, self.seed = store, augmenter, length, seed
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, index])
+        i = int(rng.integers(len(self.store.paths)))
+        n = self.store.crop_samples
+        room = max(0, int(self.store.lengths[i]) - n)
+        views = []
+        for _ in range(2):
+            start = int(rng.integers(room + 1))
+            if self.store.preload:
+                song = self.store.song(i)
+                if len(song) < n:
+                    song = fit_length(song, n, pad="repeat")
+                view = self.augmenter.view(self.store.paths[i], song, start, n, rng)
+            else:
+                crop = self.store.read_crop(i, start)
+                view = self.augmenter.view(f"{self.store.paths[i]}@{start}", crop, 0, n, rng)
+            views.append(torch.from_numpy(np.ascontiguousarray(view, dtype=np.float32)))
+        return views[0], views[1]
+
+
+class StepSampler(Sampler[int]):
+    """Indices of optimiser steps ``first_step, first_step + 1, ...``: this process's share of each global batch."""
+
+    def __init__(self, first_step: int, last_step: int, per_device_batch: int, rank: int, world: int) -> None:
+        self.first, self.last, self.batch, self.rank, self.world = first_step, last_step, per_device_batch, rank, world
+
+    def __len__(self) -> int:
+        return max(0, self.last - self.first) * self.batch
+
+    def __iter__(self):
+        for step in range(self.first, self.last):
+            base = (step * self.world + self.rank) * self.batch
+            yield from range(base, base + self.batch)
+
+
+def validation_segments(recordings: Sequence[Recording], crop_seconds: float, per_file: int) -> list[Segment]:
+    """Evenly spaced crops of each validation file (fixed, unaugmented)."""
+    segments = []
+    for r in recordings:
+        duration = audio_info(r.path).duration
+        room = max(0.0, duration - crop_seconds)
+        offsets = np.linspace(0.0, room, per_file) if per_file > 1 else [room / 2]
+        for off in sorted(set(round(float(o), 2) for o in offsets)):
+            segments.append(Segment(r.path, r.singer, r.song, off, min(crop_seconds, duration), r.technique, r.gender))
+    return segments
+
+
+class SegmentDataset(Dataset):
+    """Fixed crops read from disk, padded to the crop length (validation and evaluation)."""
+
+    def __init__(self, segments: Sequence[Segment], crop_samples: int) -> None:
+        self.segments, self.crop_samples = list(segments), crop_samples
+
+    def __len__(self) -> int:
+        return len(self.segments)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        s = self.segments[index]
+        audio = load_audio(s.path, offset=s.offset, duration=s.duration)
+        return torch.from_numpy(peak_normalize(fit_length(audio, self.crop_samples, pad="repeat")))
+
+
+@dataclass
+class PairDataModule(L.LightningDataModule):
+    """Training pairs and validation crops for :class:`~singerid.training.module.SSLModule`."""
+
+    cfg: TrainConfig
+    train_files: list[Recording]
+    val_files: list[Recording]
+
+    def __post_init__(self) -> None:
+        super().__init__()
+        self.crop_samples = int(round(self.cfg.crop_seconds * SAMPLE_RATE))
+        self.train_set: PairDataset | None = None
+        self.val_segments = validation_segments(self.val_files, self.cfg.crop_seconds, self.cfg.val_crops_per_file)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        aug_cfg: AugmentConfig = self.cfg.augment
+        if aug_cfg.pitch_mode == "bank" and not self.cfg.preload_audio:
+            raise ConfigError("augment.pitch_mode 'bank' needs preload_audio: true (it shifts whole songs once).")
+        store = SongStore(self.train_files, self.crop_samples, self.cfg.preload_audio)
+        augmenter = Augmenter(aug_cfg)
+        if aug_cfg.pitch_mode == "bank" and aug_cfg.pitch_p > 0:
+            augmenter.precompute(store.songs())
+        self.world = max(1, self.trainer.world_size if self.trainer else 1)
+        self.rank = self.trainer.global_rank if self.trainer else 0
+        self.per_device_batch = max(2, self.cfg.batch_size // self.world)
+        self.train_set = PairDataset(store, augmenter, self.cfg.max_steps * self.per_device_batch * self.world, self.cfg.seed)
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.train_set is not None
+        # Built after a checkpoint is restored, so a resumed run starts at the restored step.
+        first = self.trainer.global_step if self.trainer else 0
+        sampler = StepSampler(first, self.cfg.max_steps, self.per_device_batch, self.rank, self.world)
+        return DataLoader(
+            self.train_set,
+            batch_size=self.per_device_batch,
+            sampler=sampler,
+            drop_last=True,
+            num_workers=self.cfg.num_workers,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(
+            SegmentDataset(self.val_segments, self.crop_samples),
+            batch_size=max(2, self.cfg.batch_size // 2),
+            num_workers=self.cfg.num_workers,
+        )

@@ -1,0 +1,108 @@
+"""``train()``: one self-supervised training run, from recordings to a model artefact."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from ..artifact import save_artifact
+from ..errors import CheckpointError, DatasetError
+from ..records import Recording
+from .config import TrainConfig
+from .data import PairDataModule, split_files
+from .module import SSLModule
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """Where a run's outputs went."""
+
+    artifact: Path
+    checkpoint: Path
+    log_dir: Path
+    steps: int
+
+
+def _precision(cfg: TrainConfig) -> str:
+    if cfg.precision != "auto":
+        return cfg.precision
+    return "bf16-mixed" if torch.cuda.is_available() else "32-true"
+
+
+def _loggers(out: Path) -> list:
+    loggers = [CSVLogger(str(out), name="logs", version="")]
+    try:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        import tensorboard  # noqa: F401  (optional extra)
+
+        loggers.append(TensorBoardLogger(str(out), name="tensorboard", version=""))
+    except ImportError:
+        pass
+    return loggers
+
+
+def train(
+    cfg: TrainConfig,
+    recordings: Sequence[Recording],
+    out_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``cfg.method`` on ``recordings`` (no singer labels used for learning).
+
+    Writes ``out_dir/checkpoints/last.ckpt`` every ``cfg.checkpoint_every`` steps (when validation runs too),
+    logs to ``out_dir/logs/metrics.csv`` (and TensorBoard when installed) and the model
+    artefact to ``out_dir/model``. With ``resume`` the run continues from the last checkpoint.
+    """
+    cfg.validate()
+    if len(recordings) < 2:
+        raise DatasetError(f"training needs at least 2 files, got {len(recordings)}.")
+    out = Path(out_dir)
+    ckpt_dir = out / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    if resume and not last.is_file():
+        raise CheckpointError(f"{last}: nothing to resume from; run without --resume to start fresh.")
+    if not resume and last.is_file():
+        raise CheckpointError(f"{out}: holds an earlier run; pass --resume to continue it, or choose a new --out.")
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    train_files, val_files = split_files(list(recordings), cfg.val_fraction, cfg.seed)
+    data = PairDataModule(cfg, train_files, val_files)
+    module = SSLModule(cfg, data.val_segments)
+    trainer = L.Trainer(
+        max_steps=cfg.max_steps,
+        max_epochs=-1,
+        val_check_interval=cfg.checkpoint_every if val_files else None,
+        check_val_every_n_epoch=None,
+        use_distributed_sampler=False,
+        reload_dataloaders_every_n_epochs=1,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy="ddp" if (cfg.num_nodes > 1 or (torch.cuda.device_count() > 1 and cfg.devices != 1)) else "auto",
+        precision=_precision(cfg),
+        gradient_clip_val=cfg.optim.gradient_clip or None,
+        callbacks=[ModelCheckpoint(dirpath=str(ckpt_dir), save_last=True, save_top_k=0, every_n_train_steps=cfg.checkpoint_every)],
+        logger=_loggers(out),
+        log_every_n_steps=1,
+        num_sanity_val_steps=0,
+        limit_val_batches=1.0 if val_files else 0,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        default_root_dir=str(out),
+    )
+    trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
+    artifact = save_artifact(out / "model", module.encoder.cpu(), cfg.model, training=cfg.to_dict())
+    log.info("model artefact: %s; logs: %s; checkpoint: %s", artifact, out / "logs", last)
+    return TrainResult(artifact=artifact, checkpoint=last, log_dir=out / "logs", steps=trainer.global_step)

@@ -1,0 +1,175 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from singerid import SAMPLE_RATE
+from singerid.artifact import load_artifact, save_artifact, update_calibration
+from singerid.cli import main
+from singerid.errors import AudioError, CheckpointError, ConfigError
+from singerid.extract import extract_to_npz, load_embeddings
+from singerid.infer import load_model
+from singerid.models import EncoderConfig, build_encoder
+from singerid.profiles import UNKNOWN, Gallery
+from tests.conftest import voiced_clip
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    cfg = EncoderConfig(backbone="cpu_small", embedding_dim=32)
+    path = tmp_path_factory.mktemp("model") / "model"
+    return save_artifact(path, build_encoder(cfg).eval(), cfg)
+
+
+@pytest.fixture(scope="module")
+def encoder(model_dir):
+    return load_model(model_dir)
+
+
+def test_artifact_round_trip_folder_and_file(model_dir, tmp_path):
+    art = load_artifact(model_dir)
+    single = save_artifact(tmp_path / "m.pt", art.net, art.config)
+    other = load_artifact(single)
+    for key, value in art.net.state_dict().items():
+        torch.testing.assert_close(value, other.net.state_dict()[key])
+    assert other.fingerprint == art.fingerprint
+    x = torch.from_numpy(voiced_clip(200, 1.0, 1.0, 0))[None]
+    torch.testing.assert_close(art.net(x), other.net(x))
+
+
+def test_artifact_errors_are_clear(model_dir, tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_artifact(tmp_path / "missing")
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    with pytest.raises(CheckpointError, match="junk.pt.*corrupt"):
+        load_artifact(tmp_path / "junk.pt")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    meta = json.loads((model_dir / "config.json").read_text())
+    meta["model"]["embedding_dim"] = 64
+    (bad / "config.json").write_text(json.dumps(meta))
+    (bad / "weights.pt").write_bytes((model_dir / "weights.pt").read_bytes())
+    with pytest.raises(CheckpointError, match="wrong shape"):
+        load_artifact(bad)
+    torch.save({"encoder.x": torch.zeros(1)}, tmp_path / "lightning.pt")
+    with pytest.raises(CheckpointError, match="not a singerid model file"):
+        load_artifact(tmp_path / "lightning.pt")
+
+
+def test_embeddings_are_normalised_and_batch_invariant(encoder):
+    clips = np.stack([voiced_clip(150 + 40 * i, 2.0, 0.7 + 0.3 * i, i) for i in range(4)])
+    batch = encoder.embed(clips)
+    assert batch.shape == (4, 32) and batch.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(batch, axis=1), 1.0, atol=1e-5)
+    for i in range(4):
+        np.testing.assert_allclose(encoder.embed(clips[i])[0], batch[i], atol=1e-5)
+
+
+def test_any_rate_and_stereo_are_accepted(encoder):
+    clip = voiced_clip(220, 2.0, 1.0, 3)
+    ref = encoder.embed(clip)
+    stereo = np.stack([clip, clip], axis=1)
+    np.testing.assert_allclose(encoder.embed(stereo), ref, atol=1e-5)
+    from singerid.audio import resample
+
+    at_48k = resample(clip, SAMPLE_RATE, 48000)
+    assert float(encoder.embed(at_48k, 48000)[0] @ ref[0]) > 0.999
+
+
+def test_long_audio_is_the_mean_of_window_embeddings(encoder):
+    clip = voiced_clip(180, 10.0, 1.0, 5)
+    windows = encoder.embed_windows(clip)
+    # 10 s with 4 s windows and 4 s hop: starts 0, 4 and a last window ending at the clip's end (6 s).
+    np.testing.assert_allclose(windows.starts, [0.0, 4.0, 6.0])
+    np.testing.assert_allclose(windows.ends, [4.0, 8.0, 10.0])
+    mean = windows.embeddings.mean(0)
+    np.testing.assert_allclose(encoder.embed(clip)[0], mean / np.linalg.norm(mean), atol=1e-5)
+
+
+def test_short_and_silent_clips_follow_the_policy(model_dir):
+    strict = load_model(model_dir)
+    short = voiced_clip(200, 0.5, 1.0, 0)
+    with pytest.raises(AudioError, match="shorter than min_seconds"):
+        strict.embed(short)
+    padded = load_model(model_dir, short="pad")
+    np.testing.assert_allclose(padded.embed(short), padded.embed(np.tile(short, 2)), atol=1e-5)
+    with pytest.raises(AudioError, match="silent"):
+        strict.embed(np.zeros(SAMPLE_RATE * 2, np.float32))
+    with pytest.raises(ConfigError):
+        load_model(model_dir, short="truncate")
+
+
+def test_verify_uses_the_calibrated_threshold(model_dir, tmp_path):
+    a = voiced_clip(200, 2.0, 0.8, 1)
+    b = voiced_clip(260, 2.0, 0.8, 2)
+    enc = load_model(model_dir)
+    with pytest.raises(ConfigError, match="no calibrated"):
+        enc.verify(a, b)
+    result = enc.verify(a, b, threshold=-1.0)
+    assert result.same_singer and result.score == pytest.approx(float(enc.embed(a)[0] @ enc.embed(b)[0]), abs=1e-6)
+    calibrated = save_artifact(tmp_path / "cal", enc.artifact.net, enc.artifact.config)
+    update_calibration(calibrated, {"thresholds": {"eer": 1.5}})
+    assert not load_model(calibrated).verify(a, b).same_singer
+
+
+def test_enroll_identify_open_set_and_profile_files(encoder, tmp_path):
+    refs = {name: [voiced_clip(f0, 2.0, bright, seed) for seed in range(2)] for name, f0, bright in [("low", 150, 0.5), ("high", 300, 2.0)]}
+    gallery = Gallery(encoder.artifact.fingerprint)
+    for name, clips in refs.items():
+        gallery.add(encoder.enroll(name, clips))
+    path = gallery.save(tmp_path / "profiles.npz")
+    loaded = Gallery.load(path)
+    query = voiced_clip(150, 2.0, 0.5, 9)
+    ranked = encoder.identify(query, loaded, open_set=False)
+    q = encoder.embed(query)[0]
+    assert sorted(m.name for m in ranked) == ["high", "low"]
+    assert ranked[0].score >= ranked[1].score
+    for m in ranked:
+        assert m.score == pytest.approx(float(loaded.profiles[m.name].centroid @ q), abs=1e-5)
+    assert encoder.identify(query, loaded, threshold=1.01)[0].name == UNKNOWN
+    with pytest.raises(CheckpointError, match="different model"):
+        encoder.identify(query, Gallery("other-model", loaded.profiles))
+
+
+def test_extract_is_resumable_and_matches_embed_file(encoder, tmp_path):
+    files = []
+    for i in range(5):
+        from singerid.audio import write_audio
+
+        files.append(write_audio(tmp_path / f"c{i}.wav", voiced_clip(150 + 30 * i, 1.5, 1.0, i)))
+    out = tmp_path / "emb.npz"
+    parts = tmp_path / "emb.npz.parts"
+    # Pretend an interrupted run left the first shard: it must be reused, not recomputed.
+    first = extract_to_npz(encoder, files[:2], tmp_path / "first.npz", shard_size=2, progress=False)
+    parts.mkdir()
+    ids, vec, meta = load_embeddings(first)
+    np.savez(parts / "part-00000.npz", ids=np.array(ids), embeddings=vec + 0.0, meta=np.array(json.dumps(meta)))
+    marker = vec.copy()
+    marker[0, 0] = 42.0
+    np.savez(parts / "part-00000.npz", ids=np.array(ids), embeddings=marker, meta=np.array(json.dumps(meta)))
+    extract_to_npz(encoder, files, out, shard_size=2, progress=False)
+    ids, emb, _ = load_embeddings(out)
+    assert ids == [str(f) for f in files] and emb[0, 0] == 42.0 and not parts.exists()
+    np.testing.assert_allclose(emb[2], encoder.embed_file(files[2]), atol=1e-5)
+
+
+def test_cli_embed_verify_enroll_identify(model_dir, tmp_path, capsys):
+    from singerid.audio import write_audio
+
+    a = write_audio(tmp_path / "a" / "x.wav", voiced_clip(200, 2.0, 0.8, 1))
+    b = write_audio(tmp_path / "a" / "y.wav", voiced_clip(210, 2.0, 0.8, 2))
+    assert main(["embed", str(tmp_path / "a"), "--model", str(model_dir), "--out", str(tmp_path / "e.npz")]) == 0
+    assert len(load_embeddings(tmp_path / "e.npz")[0]) == 2
+    assert main(["verify", str(a), str(b), "--model", str(model_dir), "--threshold", "0.5", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["threshold"] == 0.5 and result["same_singer"] == (result["score"] >= 0.5)
+    profiles = str(tmp_path / "p.npz")
+    assert main(["enroll", "ann", str(a), "--model", str(model_dir), "--profiles", profiles]) == 0
+    assert main(["identify", str(b), "--model", str(model_dir), "--profiles", profiles, "--closed-set", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])[0]["name"] == "ann"
+    assert main(["verify", str(a), str(tmp_path / "nope.wav"), "--model", str(model_dir), "--threshold", "0"]) == 2
+    assert "nope.wav" in capsys.readouterr().err

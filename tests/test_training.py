@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from singerid.artifact import load_artifact
+from singerid.datasets import discover
+from singerid.errors import CheckpointError, ConfigError
+from singerid.training import METHODS, builtin_configs, load_config, train
+from singerid.training.config import TrainConfig
+
+TINY = [
+    "model.backbone=cpu_small",
+    "model.embedding_dim=32",
+    "crop_seconds=1.0",
+    "batch_size=8",
+    "num_workers=0",
+    "val_fraction=0.0",
+    "optim.lr=3e-3",
+    "augment.pitch_p=0.0",
+    "augment.noise_p=0.0",
+    "augment.gain_p=0.0",
+    "augment.mask_p=0.0",
+]
+
+
+def _tiny(method: str, steps: int, *extra: str) -> TrainConfig:
+    return load_config("demo", [*TINY, f"method={method}", f"max_steps={steps}", f"checkpoint_every={steps}", *extra])
+
+
+def _losses(run_dir) -> np.ndarray:
+    with open(run_dir / "logs" / "metrics.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return np.array([float(r["train/loss"]) for r in rows if r.get("train/loss")])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_each_objective_trains_decreases_loss_and_writes_an_artefact(tmp_path, tone_corpus, method):
+    cfg = _tiny(method, 12)
+    result = train(cfg, discover(tone_corpus), tmp_path / method, progress=False)
+    losses = _losses(tmp_path / method)
+    assert len(losses) == 12 and np.all(np.isfinite(losses))
+    assert losses[-3:].mean() < losses[:3].mean()
+    art = load_artifact(result.artifact)
+    assert art.config.embedding_dim == 32
+    out = art.net(torch.zeros(1, 44100).normal_(generator=torch.Generator().manual_seed(0)))
+    assert out.shape == (1, 32)
+
+
+def test_resume_equals_uninterrupted_run(tmp_path, tone_corpus):
+    recordings = discover(tone_corpus)
+    straight = train(_tiny("vicreg", 4, "checkpoint_every=2", "augment.noise_p=0.5"), recordings, tmp_path / "a", progress=False)
+    first = train(_tiny("vicreg", 2, "checkpoint_every=2", "augment.noise_p=0.5"), recordings, tmp_path / "b", progress=False)
+    assert first.steps == 2
+    resumed = train(_tiny("vicreg", 4, "checkpoint_every=2", "augment.noise_p=0.5"), recordings, tmp_path / "b", resume=True, progress=False)
+    assert resumed.steps == 4
+    a = load_artifact(straight.artifact).net.state_dict()
+    b = load_artifact(resumed.artifact).net.state_dict()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+
+
+def test_existing_run_needs_resume_flag(tmp_path, tone_corpus):
+    recordings = discover(tone_corpus)
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        train(_tiny("vicreg", 2), recordings, tmp_path / "r", resume=True, progress=False)
+    train(_tiny("vicreg", 2), recordings, tmp_path / "r", progress=False)
+    with pytest.raises(CheckpointError, match="--resume"):
+        train(_tiny("vicreg", 2), recordings, tmp_path / "r", progress=False)
+
+
+def test_paper_configs_hold_the_paper_values():
+    assert {"byol", "contrastive", "contrastive-vc", "uniformity", "vicreg", "demo"} <= set(builtin_configs())
+    for method in ("contrastive", "contrastive-vc", "uniformity", "vicreg"):
+        cfg = load_config(method)
+        assert (cfg.method, cfg.batch_size, cfg.optim.lr, cfg.optim.weight_decay) == (method, 140, 1e-4, 1e-5)
+        assert cfg.model.backbone == "efficientnet_b0" and cfg.model.embedding_dim == 1000
+        assert cfg.crop_seconds == 4.0 and cfg.val_fraction == 0.2
+    byol = load_config("byol")
+    assert (byol.optim.lr, byol.optim.weight_decay, byol.optim.cosine, byol.loss.ema_base) == (3e-5, 1.5e-6, True, 0.99)
+    assert load_config("vicreg").loss.temperature == 0.2
+    vic = load_config("vicreg").loss
+    assert (vic.sim_weight, vic.var_weight, vic.cov_weight) == (25.0, 25.0, 100.0)
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match="lrr"):
+        load_config("demo", ["optim.lrr=1"])
+    with pytest.raises(ConfigError, match="method"):
+        load_config("demo", ["method=simclr"])
+    with pytest.raises(ConfigError, match="no built-in config"):
+        load_config("nonexistent")
