@@ -47,3 +47,15 @@ def test_manifest_errors_name_the_file(tmp_path):
     bad.write_text("file,who\nx.wav,a\n")
     with pytest.raises(DatasetError, match="bad.csv.*path, singer"):
         read_recordings(bad)
+
+
+def test_atomic_output_gets_the_usual_permissions(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "f.txt") as tmp:
+            tmp.write_text("x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644

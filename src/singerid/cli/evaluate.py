@@ -1,0 +1,141 @@
+"""``singerid evaluate``: score a model and baselines on one protocol; write results.json, report.md, plots."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .prepare import add_layout_options, layout_options
+
+NAME = "evaluate"
+ORDER = 70
+HELP = "Evaluate a model and baselines on segments (EER, minDCF, MNR, retrieval, identification); write a report."
+EXAMPLE = "singerid evaluate --model runs/demo/model --baseline mfcc --baseline random --data corpus --out runs/eval"
+
+_NEEDS_MODEL = ("random", "bandlimit")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..report import MAP_METHODS
+    from ..trials import CONDITIONS
+
+    parser.add_argument("--model", help="model artefact to evaluate (folder or .pt)")
+    parser.add_argument(
+        "--baseline", action="append", default=[], metavar="SPEC",
+        help="system to compare, repeatable: mfcc, f0, random (the model's network, random weights), "
+        "bandlimit (the model on 16 kHz audio), resemblyzer, hf:DIR, or any spec such as model:PATH, "
+        "random:cpu_small, NAME=SPEC",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="data folder to discover and cut into --seconds segments")
+    source.add_argument("--manifest", help="segment manifest CSV (from `singerid segment`)")
+    add_layout_options(parser, default=None)
+    arg = parser.add_argument
+    arg("--seconds", type=float, default=4.0, help="segment length for --data (default: %(default)s)")
+    arg("--trials", help="trial list to use (default: draw one; it is written to OUT/trials.txt)")
+    arg("--condition", choices=CONDITIONS, default="cross-song",
+        help="which same-singer pairs are targets (default: %(default)s)")
+    arg("--n-target", type=int, default=50, help="target trials per singer when drawing trials (default: %(default)s)")
+    arg("--n-nontarget", type=int, default=50, help="non-target trials per singer (default: %(default)s)")
+    arg("--mnr-k", type=int, default=512, help="other-singer segments per MNR query (default: %(default)s)")
+    arg("--probe-folds", type=int, default=5,
+        help="identification probe folds; 0 leaves the probe out (default: %(default)s)")
+    arg("--n-boot", type=int, default=1000,
+        help="bootstrap resamples for confidence intervals; 0: none (default: %(default)s)")
+    arg("--cohort", help="segment manifest of other singers: AS-normalise scores against it")
+    arg("--asnorm-top-k", type=int, default=200, help="best cohort scores used by AS-norm (default: %(default)s)")
+    arg("--calibrate", action="store_true", help="fit a score calibration on these trials and store it in --model")
+    arg("--map", choices=MAP_METHODS, default="auto",
+        help="2-D map of embeddings; auto: UMAP if installed, else t-SNE (default: %(default)s)")
+    arg("--training-log", help="Lightning metrics.csv (or the run folder) for a loss curve in the report")
+    arg("--cache-dir", help="embedding cache folder (default: OUT/cache)")
+    arg("--seed", type=int, default=0,
+        help="seed of trials, MNR draws, folds, bootstrap and random weights (default: %(default)s)")
+    arg("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    arg("--no-progress", action="store_true", help="do not show progress bars")
+    parser.add_argument("--out", required=True, help="output folder")
+
+
+def system_specs(model: str | None, baselines: list[str]) -> list[str]:
+    """The spec of every system the options ask for; bare ``random``/``bandlimit`` use ``--model``."""
+    from ..errors import ConfigError
+
+    specs = [f"model:{model}"] if model else []
+    for b in baselines:
+        if b in _NEEDS_MODEL:
+            if not model:
+                raise ConfigError(
+                    f"--baseline {b} is the --model network; pass --model, or name the artefact: --baseline {b}:PATH."
+                )
+            b = f"{b}:{model}"
+        specs.append(b)
+    if not specs:
+        raise ConfigError("nothing to evaluate: pass --model and/or --baseline.")
+    return specs
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..baselines.systems import make_system
+    from ..datasets import discover, segment_recordings
+    from ..errors import ConfigError
+    from ..evaluate import calibrate_model, evaluate
+    from ..records import read_segments, write_segments
+    from ..report import markdown_table, write_report
+    from ..trials import write_trials
+
+    out = Path(args.out)
+    if args.calibrate and not args.model:
+        raise ConfigError("--calibrate stores the calibration in the model artefact; pass --model.")
+    specs = system_specs(args.model, args.baseline)
+    if args.manifest:
+        if args.layout is not None:
+            raise ConfigError("--layout applies to --data folders only; drop it when passing --manifest.")
+        segments = read_segments(args.manifest)
+    else:
+        layout = args.layout or "folder"
+        args.layout = layout
+        recordings = discover(args.data, layout, **layout_options(args))
+        result = segment_recordings(recordings, seconds=args.seconds, progress=not args.no_progress)
+        print(result.summary())
+        segments = result.segments
+        write_segments(out / "segments.csv", segments)
+    cohort = read_segments(args.cohort) if args.cohort else None
+    systems = [make_system(s, seed=args.seed, device=args.device) for s in specs]
+    evaluation = evaluate(
+        systems,
+        segments,
+        trials=args.trials,
+        condition=args.condition,
+        n_target=args.n_target,
+        n_nontarget=args.n_nontarget,
+        mnr_k=args.mnr_k,
+        probe_folds=args.probe_folds,
+        n_boot=args.n_boot,
+        seed=args.seed,
+        cohort=cohort,
+        asnorm_top_k=args.asnorm_top_k,
+        cache_dir=args.cache_dir or out / "cache",
+        progress=not args.no_progress,
+    )
+    if args.trials is None:
+        write_trials(out / "trials.txt", evaluation.arrays.trials)
+    report = write_report(out, evaluation, training_log=args.training_log, map_method=args.map, seed=args.seed)
+
+    p = evaluation["protocol"]
+    print(
+        f"{p['n_segments']} segments of {p['n_singers']} singers; {p['n_trials']} trials "
+        f"({p['n_target']} target, {p['condition']}, {p['score']} scores)\n"
+    )
+    print(markdown_table(evaluation))
+    for note in evaluation["warnings"]:
+        print(f"note: {note}")
+    for name, r in evaluation["systems"].items():
+        for note in r["warnings"]:
+            print(f"note: {name}: {note}")
+    if args.calibrate:
+        cal = calibrate_model(args.model, evaluation, systems[0].name)
+        print(f"stored calibration in {args.model}: EER threshold {cal['thresholds']['eer']:.4f}")
+    print(f"wrote {out / 'results.json'}, {report} and plots to {out}")
+    if args.trials is None:
+        print(f"trial list: {out / 'trials.txt'}")
+    return 0
