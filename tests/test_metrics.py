@@ -207,7 +207,8 @@ def test_retrieval_matches_brute_force_and_backends_agree():
 def test_retrieval_ties_count_against_the_query():
     singers = np.repeat(np.arange(3), 4)
     flat = np.tile(np.random.default_rng(0).normal(size=(1, 37)), (12, 1)).astype(np.float32)
-    assert recall_at_k(flat, singers, ks=(1, 10, 11)) == {1: 0.0, 10: 0.0, 11: 1.0}
+    # Each query ties with 8 other-singer items, which all count ahead of its match: rank 9.
+    assert recall_at_k(flat, singers, ks=(1, 8, 9)) == {1: 0.0, 8: 0.0, 9: 1.0}
     # Every item ties: precision is the share of same-singer items, 3 of 11 (as sklearn agrees).
     assert mean_average_precision(flat, singers) == pytest.approx(3 / 11)
     assert average_precision_score(singers[1:] == 0, np.ones(11)) == pytest.approx(3 / 11)
@@ -325,3 +326,11 @@ def test_accuracy_ci():
     assert accuracy_ci(correct, singers, n_boot=200) == (low, high)
     with pytest.raises(DatasetError, match="singer labels"):
         accuracy_ci(correct, singers[:5])
+
+
+def test_recall_ties_among_same_singer_items_do_not_count_against_the_query():
+    # One-hot per singer: every same-singer item ties with the best; no other singer does.
+    singers = np.repeat(["a", "b", "c"], 4)
+    emb = np.eye(3, dtype=np.float32)[np.repeat([0, 1, 2], 4)]
+    for backend in ("numpy", "faiss"):
+        assert recall_at_k(emb, singers, ks=(1,), backend=backend) == {1: 1.0}

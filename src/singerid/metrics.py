@@ -253,9 +253,10 @@ def recall_at_k(
     """Fraction of queries with a same-singer item among their ``k`` nearest neighbours (cosine).
 
     Every item queries all others; the query itself, and items sharing its ``exclude`` group
-    (e.g. its source recording) when given, are left out of its results. Ties count
-    against the query: the best same-singer item must be within ``k`` even when it is placed
-    behind every item of equal score, so collapsed embeddings score 0, not a lucky value.
+    (e.g. its source recording) when given, are left out of its results. Ties with other
+    singers' items count against the query: the best same-singer item must be within ``k``
+    even when placed behind every other-singer item of equal score, so collapsed embeddings
+    score 0, not a lucky value.
     Queries with no same-singer item left are skipped with a warning. ``backend`` picks the
     nearest-neighbour search (faiss ``IndexFlatIP`` or numpy); both give identical results.
     """
@@ -268,7 +269,8 @@ def recall_at_k(
     for q, ids, scores in _top_candidates(z, groups, ks[-1] + 1, _resolve_backend(backend)):
         relevant = (codes[ids] == codes[q][:, None]) & (scores > -np.inf)
         best = np.where(relevant, scores, -np.inf).max(axis=1)
-        rank = np.sum(scores >= best[:, None], axis=1)
+        # Other same-singer items tied with the best one do not push it down; other singers' do.
+        rank = 1 + np.sum(~relevant & (scores >= best[:, None]), axis=1)
         found = relevant.any(axis=1) & usable[q]
         for k in ks:
             hits[k] += int(np.sum(found & (rank <= k)))
