@@ -272,6 +272,11 @@ def recall_at_k(
         # Other same-singer items tied with the best one do not push it down; other singers' do.
         rank = 1 + np.sum(~relevant & (scores >= best[:, None]), axis=1)
         found = relevant.any(axis=1) & usable[q]
+        # A tie reaching the end of the candidate list may hide more other-singer items: count exactly.
+        for row in np.flatnonzero(found & (scores[:, -1] >= best)):
+            full = _rounded(z @ z[q[row]])
+            valid = groups != groups[q[row]]
+            rank[row] = 1 + int(np.sum(valid & (codes != codes[q[row]]) & (full >= best[row])))
         for k in ks:
             hits[k] += int(np.sum(found & (rank <= k)))
     return {k: hits[k] / int(usable.sum()) for k in ks}
