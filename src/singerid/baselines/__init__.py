@@ -1,0 +1,1 @@
+"""Reference systems that singer embeddings are compared against."""

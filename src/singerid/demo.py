@@ -1,0 +1,245 @@
+"""The main job: learn singer identity from scratch on the built-in corpus, and prove it.
+
+1. Generate the synthetic corpus (seeded): training singers disjoint from evaluation singers.
+2. Train a self-supervised encoder (positives: two crops of the same song; no singer labels).
+3. Evaluate on the held-out singers with cross-song trials against random weights, MFCC and F0.
+4. Write ``runs/demo/<timestamp>/`` (artefact, results.json, report.md, plots) and print the table.
+
+An interrupted demo resumes: re-running with the same settings continues the unfinished run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .configio import to_dict
+from .errors import DatasetError
+from .fileio import write_text
+from .records import Recording
+
+log = logging.getLogger(__name__)
+
+SYSTEMS = ("learned", "random", "mfcc", "f0")
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Sizes of one demo run. The defaults fit a 2-core CPU in about 15 minutes."""
+
+    train_singers: int = 40
+    train_songs: int = 4
+    train_song_seconds: float = 40.0
+    eval_singers: int = 16
+    eval_songs: int = 3
+    eval_song_seconds: float = 24.0
+    method: str = "vicreg"
+    backbone: str = "cpu_small"
+    max_steps: int = 700
+    batch_size: int = 64
+    seed: int = 0
+    condition: str = "cross-song"
+    bank_variants: int = 2
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(to_dict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+QUICK = dict(
+    train_singers=10, train_songs=3, train_song_seconds=16.0, eval_singers=6, eval_songs=2,
+    eval_song_seconds=12.0, max_steps=60, batch_size=32, bank_variants=1,
+)
+"""Overrides of ``--quick``: a few minutes on 2 cores (what CI runs)."""
+
+
+class _Stages:
+    """Stage headers with elapsed time and a rough estimate of the time left."""
+
+    def __init__(self, weights: dict[str, float]) -> None:
+        self.weights, self.done, self.start = weights, 0.0, time.monotonic()
+
+    def begin(self, name: str) -> None:
+        elapsed = time.monotonic() - self.start
+        left = ""
+        if self.done > 0:
+            remaining = elapsed / self.done * (sum(self.weights.values()) - self.done)
+            left = f", about {remaining / 60:.1f} min left"
+        names = list(self.weights)
+        print(f"[{names.index(name) + 1}/{len(names)}] {name} ({elapsed / 60:.1f} min elapsed{left})", flush=True)
+
+    def end(self, name: str) -> None:
+        self.done += self.weights[name]
+
+
+def _corpus(root: Path, s: DemoSettings, progress: bool) -> tuple[list[Recording], list[Recording]]:
+    from .datasets import load_manifest
+    from .synth import generate_corpus
+
+    jobs = max(1, min(4, os.cpu_count() or 1))
+    train = generate_corpus(
+        root / "train", s.train_singers, s.train_songs, s.train_song_seconds, seed=s.seed, n_jobs=jobs, progress=progress
+    )
+    # Evaluation singers come after the training singers: same seed, disjoint identities.
+    held_out = generate_corpus(
+        root / "eval", s.eval_singers, s.eval_songs, s.eval_song_seconds, seed=s.seed,
+        first_singer=s.train_singers, n_jobs=jobs, progress=progress,
+    )
+    return load_manifest(train), load_manifest(held_out)
+
+
+def split_singers(recordings: Sequence[Recording], eval_fraction: float, seed: int) -> tuple[list[Recording], list[Recording]]:
+    """Split a user's data by singer (seeded): no singer is on both sides."""
+    singers = sorted({r.singer for r in recordings})
+    if len(singers) < 4:
+        raise DatasetError(f"the demo needs at least 4 singers to hold some out for evaluation, found {len(singers)}.")
+    order = np.random.default_rng([seed, 7]).permutation(len(singers))
+    n_eval = min(len(singers) - 2, max(2, int(round(eval_fraction * len(singers)))))
+    held = {singers[i] for i in order[:n_eval]}
+    return [r for r in recordings if r.singer not in held], [r for r in recordings if r.singer in held]
+
+
+def _find_unfinished(root: Path, fingerprint: str) -> Path | None:
+    for run in sorted(root.glob("*/demo.json"), reverse=True):
+        state = json.loads(run.read_text())
+        if state.get("fingerprint") == fingerprint and not state.get("complete"):
+            return run.parent
+    return None
+
+
+def _train(run: Path, s: DemoSettings, train_files: list[Recording], progress: bool) -> Path:
+    from .training import load_config, train
+
+    model = run / "train" / "model"
+    if (model / "config.json").is_file():
+        return model
+    cfg = load_config(
+        "demo",
+        [
+            f"method={s.method}", f"model.backbone={s.backbone}", f"max_steps={s.max_steps}",
+            f"batch_size={s.batch_size}", f"seed={s.seed}", f"augment.bank_variants={s.bank_variants}",
+            f"augment.bank_seed={s.seed}", f"augment.bank_dir={run.parent / 'pitch-bank'}",
+        ],
+    )
+    resume = (run / "train" / "checkpoints" / "last.ckpt").is_file()
+    if resume:
+        print(f"resuming training from {run / 'train' / 'checkpoints' / 'last.ckpt'}", flush=True)
+    return train(cfg, train_files, run / "train", resume=resume, progress=progress).artifact
+
+
+def _evaluate(run: Path, s: DemoSettings, eval_files: list[Recording], model: Path, progress: bool):
+    from .baselines.systems import make_system
+    from .datasets import segment_recordings
+    from .evaluate import evaluate
+    from .report import write_report
+
+    segments = segment_recordings(eval_files, seconds=4.0, progress=progress).segments
+    systems = [
+        make_system(f"learned=model:{model}"),
+        make_system(f"random=random:{model}", seed=s.seed),
+        make_system("mfcc"),
+        make_system("f0"),
+    ]
+    results = evaluate(
+        systems, segments, condition=s.condition, seed=s.seed, cache_dir=run / "cache", progress=progress,
+        n_boot=500,
+    )
+    results["demo"] = {"settings": to_dict(s), "seed": s.seed}
+    write_report(run, results, training_log=run / "train" / "logs" / "metrics.csv", seed=s.seed)
+    return results
+
+
+def run_demo(
+    settings: DemoSettings,
+    *,
+    out_root: str | os.PathLike = "runs/demo",
+    data: str | os.PathLike | None = None,
+    seeds: int = 1,
+    progress: bool = True,
+) -> Path:
+    """Run the demo ``seeds`` times (seeds ``settings.seed``, ``+1``, ...); return the run folder."""
+    from .report import markdown_table
+
+    root = Path(out_root)
+    key = hashlib.sha256(f"{settings.fingerprint()}|{seeds}|{data}".encode()).hexdigest()[:12]
+    run = _find_unfinished(root, key)
+    if run is None:
+        run = root / time.strftime("%Y%m%d-%H%M%S")
+        run.mkdir(parents=True, exist_ok=False)
+    else:
+        print(f"resuming the unfinished demo in {run}", flush=True)
+    state = {"fingerprint": key, "settings": to_dict(settings), "seeds": seeds, "data": str(data) if data else None, "complete": False}
+    write_text(run / "demo.json", json.dumps(state, indent=2) + "\n")
+    print(f"singerid demo: {settings.method} on {settings.backbone}; seed(s) {settings.seed}..{settings.seed + seeds - 1}; output {run}", flush=True)
+    all_results = []
+    stages = _Stages({"corpus": 1.0, "training": 7.0, "evaluation": 1.5})
+    for k in range(seeds):
+        s = dataclasses.replace(settings, seed=settings.seed + k)
+        sub = run if seeds == 1 else run / f"seed{s.seed}"
+        stages.begin("corpus")
+        if data is None:
+            train_files, eval_files = _corpus(root / "corpus" / f"seed{s.seed}", s, progress)
+        else:
+            from .datasets import discover
+
+            train_files, eval_files = split_singers(discover(data), 0.25, s.seed)
+        stages.end("corpus")
+        stages.begin("training")
+        model = _train(sub, s, train_files, progress)
+        stages.end("training")
+        stages.begin("evaluation")
+        results = _evaluate(sub, s, eval_files, model, progress)
+        stages.end("evaluation")
+        all_results.append(results)
+        print(markdown_table(results), flush=True)
+    if seeds > 1:
+        write_text(run / "summary.md", summary_table(all_results))
+        write_text(run / "summary.json", json.dumps(summarise(all_results), indent=2) + "\n")
+        print(summary_table(all_results), flush=True)
+    state["complete"] = True
+    write_text(run / "demo.json", json.dumps(state, indent=2) + "\n")
+    print(f"done: report {run / ('summary.md' if seeds > 1 else 'report.md')}; model {run / 'train' / 'model' if seeds == 1 else run / 'seed*/train/model'}")
+    return run
+
+
+def summarise(all_results: list[dict]) -> dict:
+    """Mean and standard deviation over seeds of each system's headline metrics."""
+    out: dict[str, dict] = {}
+    for name in all_results[0]["systems"]:
+        per_seed = [r["systems"][name] for r in all_results]
+        values = {
+            "eer": [p["eer"]["value"] for p in per_seed],
+            "min_dcf_0.01": [p["min_dcf"]["0.01"]["value"] for p in per_seed],
+            "mnr": [p["mnr"]["value"] for p in per_seed],
+            "top1": [p["identification"]["top1_mean"] for p in per_seed if p.get("identification")],
+            "recall@1": [p["retrieval"]["recall@1"] for p in per_seed],
+        }
+        out[name] = {k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "per_seed": v} for k, v in values.items() if v}
+    return {"seeds": [r["demo"]["seed"] for r in all_results], "systems": out}
+
+
+def summary_table(all_results: list[dict]) -> str:
+    """Markdown: mean ± std over seeds, one row per system."""
+    summary = summarise(all_results)
+    lines = [
+        f"Mean ± std over seeds {summary['seeds']}",
+        "",
+        "| System | EER % | minDCF (0.01) | MNR | Top-1 ID % | Recall@1 % |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, m in summary["systems"].items():
+        def cell(key: str, scale: float = 100.0, digits: int = 1) -> str:
+            if key not in m:
+                return "–"
+            return f"{scale * m[key]['mean']:.{digits}f} ± {scale * m[key]['std']:.{digits}f}"
+
+        lines.append(f"| {name} | {cell('eer')} | {cell('min_dcf_0.01', 1, 3)} | {cell('mnr', 1, 3)} | {cell('top1')} | {cell('recall@1')} |")
+    return "\n".join(lines) + "\n"
