@@ -1,0 +1,53 @@
+"""singerid export: a model artefact -> TorchScript or ONNX with the frontend inside."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "export"
+ORDER = 80
+HELP = "export a model to TorchScript or ONNX (waveform in, L2-normalised embedding out) and check it against PyTorch"
+EXAMPLE = "singerid export --model runs/demo/model --format onnx --out model.onnx"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="model artefact: a folder (config.json + weights.pt) or a .pt file")
+    parser.add_argument("--format", required=True, choices=("onnx", "torchscript"), help="output format")
+    parser.add_argument("--out", required=True, help="output file, e.g. model.onnx or model.ts")
+    parser.add_argument(
+        "--parity-lengths", type=int, nargs="+", default=[44100, 70001], metavar="SAMPLES",
+        help="clip lengths (samples) of the parity check against eager PyTorch (default: 44100 70001)",
+    )
+    parser.add_argument(
+        "--parity-batch-sizes", type=int, nargs="+", default=[1, 3], metavar="N",
+        help="batch sizes of the parity check (default: 1 3)",
+    )
+    parser.add_argument("--no-check", action="store_true", help="skip the parity check")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+    from ..export import PARITY_TOLERANCE, export_model
+
+    if min(args.parity_lengths) <= 0 or min(args.parity_batch_sizes) <= 0:
+        raise ConfigError("--parity-lengths and --parity-batch-sizes must be positive.")
+    result = export_model(
+        args.model, args.out, args.format, verify=not args.no_check,
+        lengths=args.parity_lengths, batch_sizes=args.parity_batch_sizes,
+    )
+    meta = result.metadata
+    print(
+        f"exported {meta['backbone']} ({meta['embedding_dim']}-d, model {meta['model_fingerprint'][:12]}) "
+        f"as {result.format} -> {result.path}"
+    )
+    if result.max_abs_diff is not None:
+        print(
+            f"parity vs eager PyTorch: max |diff| {result.max_abs_diff:.2e} (tolerance {PARITY_TOLERANCE:g}) over "
+            f"lengths {args.parity_lengths} x batch sizes {args.parity_batch_sizes}"
+        )
+    if meta["batch_dependent"]:
+        print(
+            "note: official-compat model: features are divided by the batch maximum, so an embedding depends on "
+            "the other clips in its batch; run one clip per call for batch-independent results."
+        )
+    return 0
