@@ -17,7 +17,7 @@ from singerid.baselines.handcrafted import F0_FEATURES, f0_stats_batch, mfcc_sta
 from singerid.cli import main
 from singerid.errors import ConfigError
 from singerid.records import read_recordings
-from singerid.synth import TECHNIQUES, _source, generate_corpus, sample_singer, sing_song
+from singerid.synth import TECHNIQUES, _source, generate_corpus, sample_singer, sample_song, sing_song
 
 N_SINGERS, N_SONGS, SECONDS, SEED = 10, 3, 16.0, 7
 
@@ -125,6 +125,7 @@ def test_other_seeds_give_other_singers_and_songs():
     c, _, _ = sing_song(sample_singer(SEED, 0), SEED, 1, 2.0)
     assert a.shape == b.shape == (2 * SAMPLE_RATE,)
     assert not np.allclose(a, b, atol=1e-3) and not np.allclose(a, c, atol=1e-3)
+    assert sample_song(sample_singer(SEED, 0), SEED, 1, 2.0) == sing_song(sample_singer(SEED, 0), SEED, 1, 2.0)[2]
     with pytest.raises(ConfigError):
         sample_singer(-1, 0)
     with pytest.raises(ConfigError):
@@ -191,7 +192,7 @@ def test_identity_is_in_timbre_not_in_pitch(segments):
     f0_acc = _probe_accuracy(f0, segments["singer"], segments["song"])
     mfcc_acc = _probe_accuracy(segments["mfcc"], segments["singer"], segments["song"])
     assert f0_acc < 2.5 * chance
-    assert 2.5 * chance < mfcc_acc < 0.8
+    assert 2.5 * chance < mfcc_acc < 0.85  # measured 0.75 here; about 0.7 with 20 singers x 4 songs x 40 s
 
 
 def test_cross_song_trials_are_harder_than_same_song_trials(segments):

@@ -82,6 +82,11 @@ class SingerEncoder:
         self.sample_rate = SAMPLE_RATE
 
     @property
+    def batch_independent(self) -> bool:
+        """False for official-compat models, whose frontend divides by the batch maximum."""
+        return self.artifact.config.frontend.mode != "official-compat"
+
+    @property
     def dim(self) -> int:
         """Embedding size."""
         return int(self.artifact.config.embedding_dim)
@@ -90,6 +95,9 @@ class SingerEncoder:
     @torch.inference_mode()
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device, self.dtype)
+        if not self.batch_independent:
+            # One window at a time, so an official-compat embedding still ignores its batch-mates.
+            return normalize(torch.cat([self.net(row[None]) for row in x]).float().cpu().numpy())
         return normalize(self.net(x).float().cpu().numpy())
 
     def _prepare(self, audio: np.ndarray, source: str) -> np.ndarray:

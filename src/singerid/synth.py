@@ -17,6 +17,7 @@ Determinism: singer ``i`` depends only on ``(seed, i)``, song ``j`` of singer ``
 from __future__ import annotations
 
 import csv
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import astuple, dataclass, fields
@@ -225,10 +226,11 @@ def _song_rng(singer: SingerParams, seed: int, song_index: int) -> np.random.Gen
 
 
 def _draw_song(rng: np.random.Generator, song_index: int, seconds: float) -> SongParams:
-    if not seconds > 0:
-        raise ConfigError(f"song length must be positive, got {seconds} s.")
+    if not seconds >= 1.0:
+        raise ConfigError(f"a song must be at least 1 s long, got {seconds} s.")
     u = rng.uniform
-    peaks = [(float(np.exp(u(np.log(150.0), np.log(12000.0)))), float(rng.normal(0, 3.0)), float(u(0.5, 2.0))) for _ in range(3)]
+    peaks = [(float(np.exp(u(np.log(150.0), np.log(12000.0)))), float(rng.normal(0, 3.0)), float(u(0.5, 2.0)))
+             for _ in range(3)]
     return SongParams(
         index=song_index,
         name=f"song{song_index:02d}",
@@ -280,7 +282,8 @@ def _compose(singer: SingerParams, song: SongParams, rng: np.random.Generator) -
             semis = 12 * (degree // 7) + scale[degree % 7]
             cons = "" if rng.random() < 0.5 else str(rng.choice(_VOICED_CONS + _NOISE_CONS))
             level = 3.0 * np.sin(np.pi * (k + 0.5) / n) + rng.normal(0.0, 1.5)
-            notes.append((t, t + dur, float(semis + rng.normal(0.0, 0.08)), int(rng.integers(len(VOWELS))), cons, float(level)))
+            intonation = float(rng.normal(0.0, 0.08))
+            notes.append((t, t + dur, semis + intonation, int(rng.integers(len(VOWELS))), cons, float(level)))
             t += dur
             if t > 4.5 + notes[0][0]:
                 break
@@ -302,9 +305,9 @@ def _compose(singer: SingerParams, song: SongParams, rng: np.random.Generator) -
         sections.append(Section(round(start, 4), round(min(end, song.seconds), 4), TECHNIQUES[tech]))
         for p in group:
             for k, (s, e, semis, vowel, cons, level) in enumerate(phrases[p]):
-                notes_out.append(
-                    _Note(s, e, tonic + spec.tessitura + semis, level + spec.level_db, vowel, cons, tech, k == 0, k == len(phrases[p]) - 1)
-                )
+                pitch = tonic + spec.tessitura + semis
+                last = k == len(phrases[p]) - 1
+                notes_out.append(_Note(s, e, pitch, level + spec.level_db, vowel, cons, tech, k == 0, last))
     return notes_out, sections
 
 
@@ -336,8 +339,9 @@ def _spectra(singer: SingerParams, song: SongParams) -> tuple[np.ndarray, dict]:
         spec = _TECH[name]
         tilt = (singer.tilt_db_oct + song.tilt_drift_db_oct + spec.tilt_db_oct) * _LOG2F
         extra = singer.singer_formant_db + spec.singer_formant_db
-        hf = 10 ** (extra / 20) * _resonance(np.array([singer.singer_formant_hz]), np.array([singer.singer_formant_bw]))[0]
-        hf = hf + 10 ** (singer.air_db / 20) * _resonance(np.array([singer.air_hz]), np.array([singer.air_hz * 0.8]))[0]
+        centres = np.array([singer.singer_formant_hz, singer.air_hz])
+        widths = np.array([singer.singer_formant_bw, 0.8 * singer.air_hz])
+        hf = np.array([10 ** (extra / 20), 10 ** (singer.air_db / 20)]) @ _resonance(centres, widths)
         phones = [(_VOWEL_F[v] * np.exp(offsets[v]), _VOWEL_A[v]) for v in range(len(VOWELS))]
         phones += [(np.asarray(f, float), np.asarray(a, float)) for f, a in (_MURMUR[c] for c in _VOICED_CONS)]
         for pi, (freqs, levels) in enumerate(phones):
@@ -354,7 +358,7 @@ def _spectra(singer: SingerParams, song: SongParams) -> tuple[np.ndarray, dict]:
     return (np.asarray(rows) * _NEPER).astype(np.float32), index
 
 
-def _keyframes(notes: list[_Note], index: dict, singer: SingerParams) -> tuple[list, list]:
+def _keyframes(notes: list[_Note], index: dict) -> tuple[list, list]:
     """(time, row, gain dB) keyframes of the voiced path and of the noise path."""
     floor = index["floor"]
     voice = [(0.0, floor, 0.0)]
@@ -365,7 +369,9 @@ def _keyframes(notes: list[_Note], index: dict, singer: SingerParams) -> tuple[l
         vrow = index[(note.technique, note.vowel)]
         breath_row = index[(note.technique, n_vowels - 1)]
         if note.phrase_start and (i == 0 or s - notes[i - 1].end > 0.45):
-            noise += [(s - 0.4, floor, 0.0), (s - 0.3, breath_row, lv - 34), (s - 0.1, breath_row, lv - 34), (s - 0.04, floor, 0.0)]
+            # An audible in-breath before a phrase that follows a real rest.
+            noise += [(s - 0.4, floor, 0.0), (s - 0.3, breath_row, lv - 34)]
+            noise += [(s - 0.1, breath_row, lv - 34), (s - 0.04, floor, 0.0)]
         cons = note.consonant
         dc = 0.0
         if cons in _VOICED_CONS:
@@ -375,15 +381,18 @@ def _keyframes(notes: list[_Note], index: dict, singer: SingerParams) -> tuple[l
         elif cons == "h":
             dc = 0.07
             voice += [(s + 0.01, floor, 0.0), (s + dc - 0.01, floor, 0.0)]
-            noise += [(s, floor, 0.0), (s + 0.01, vrow, lv - 14), (s + dc - 0.01, vrow, lv - 14), (s + dc + 0.01, floor, 0.0)]
+            noise += [(s, floor, 0.0), (s + 0.01, vrow, lv - 14)]
+            noise += [(s + dc - 0.01, vrow, lv - 14), (s + dc + 0.01, floor, 0.0)]
         elif cons:
             _, _, level, dc, plosive = _NOISE_SHAPE[cons]
             crow = index[cons]
             voice += [(s + 0.01, floor, 0.0), (s + dc - 0.005, floor, 0.0)]
-            if plosive:
-                noise += [(s + dc - 0.02, floor, 0.0), (s + dc - 0.015, crow, lv), (s + dc - 0.003, crow, lv - 8), (s + dc + 0.005, floor, 0.0)]
+            if plosive:  # silent closure, then a short burst
+                burst = [(s + dc - 0.02, floor, 0.0), (s + dc - 0.015, crow, lv), (s + dc - 0.003, crow, lv - 8)]
+                noise += burst + [(s + dc + 0.005, floor, 0.0)]
             else:
-                noise += [(s + 0.005, floor, 0.0), (s + 0.02, crow, lv), (s + dc - 0.015, crow, lv), (s + dc, floor, 0.0)]
+                noise += [(s + 0.005, floor, 0.0), (s + 0.02, crow, lv)]
+                noise += [(s + dc - 0.015, crow, lv), (s + dc, floor, 0.0)]
         attack = 0.06 if (note.phrase_start or (cons and cons not in _VOICED_CONS)) else 0.03
         onset = lv - (15.0 if attack > 0.05 else 4.0)
         v0 = s + dc
@@ -401,7 +410,7 @@ def _interp_log(frames_t: np.ndarray, keys: list, table: np.ndarray) -> np.ndarr
     a = np.clip(np.searchsorted(times, frames_t, side="right") - 1, 0, len(times) - 1)
     b = np.minimum(a + 1, len(times) - 1)
     span = times[b] - times[a]
-    w = np.where(span > 1e-9, np.clip((frames_t - times[a]) / np.where(span > 1e-9, span, 1.0), 0.0, 1.0), 0.0)
+    w = np.clip((frames_t - times[a]) / np.maximum(span, 1e-9), 0.0, 1.0)
     w = w.astype(np.float32)[:, None]
     out = table[rows[a]] * (1.0 - w)
     out += table[rows[b]] * w
@@ -430,32 +439,43 @@ def _istft(spec: np.ndarray, length: int) -> np.ndarray:
     return y[_N_FFT // 2 : _N_FFT // 2 + length]
 
 
-def _source(f0_frames: np.ndarray, oq_frames: np.ndarray, breath_frames: np.ndarray, skew: float, length: int, rng: np.random.Generator) -> np.ndarray:
+def _source(
+    f0_frames: np.ndarray,
+    oq_frames: np.ndarray,
+    breath_frames: np.ndarray,
+    skew: float,
+    length: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """Glottal flow derivative (Rosenberg pulse, band-limited closure) plus pulsed aspiration noise."""
     frame_n = np.arange(len(f0_frames)) * _HOP
-    f0 = np.interp(np.arange(length), frame_n, f0_frames)
-    phase = np.cumsum(f0 / SAMPLE_RATE)
-    frac = phase - np.floor(phase)
-    te = np.repeat(oq_frames, _HOP)[:length]
-    tp = te * skew
+    step = np.interp(np.arange(length), frame_n, f0_frames / SAMPLE_RATE)
+    phase = np.cumsum(step)  # float64: a minute of cycles must not lose its fraction
+    cycle = np.floor(phase)
+    frac = (phase - cycle).astype(np.float32)
+    te = np.repeat(oq_frames.astype(np.float32), _HOP)[:length]
+    tp = te * np.float32(skew)
     opening = frac < tp
-    closing = ~opening & (frac < te)
-    arg = np.where(opening, np.pi * frac / tp, 0.5 * np.pi * (frac - tp) / (te - tp))
-    amp = np.where(opening, np.pi / (2 * tp), np.where(closing, -np.pi / (2 * (te - tp)), 0.0))
-    d = amp * np.sin(arg)
+    open_phase = frac < te
+    half_pi = np.float32(np.pi / 2)
+    arg = np.where(opening, frac / tp, (frac - tp) / (2 * (te - tp)))
+    amp = np.where(opening, half_pi / tp, -half_pi / (te - tp))
+    d = np.where(open_phase, amp * np.sin(np.float32(np.pi) * arg), np.float32(0.0))
     # The closure is a jump in the flow derivative; a two-sample polynomial step
     # correction (polyBLEP) keeps it from aliasing across the whole band.
-    n = np.nonzero((frac[:-1] < te[:-1]) & ((frac[1:] >= te[1:]) | (np.floor(phase[1:]) > np.floor(phase[:-1]))))[0]
+    n = np.nonzero(open_phase[:-1] & (~open_phase[1:] | (cycle[1:] > cycle[:-1])))[0]
     jump = np.pi / (2 * (te[n] - tp[n]))
-    tau = np.clip((te[n] - frac[n]) / (phase[n + 1] - phase[n]), 0.0, 1.0)
+    tau = np.clip((te[n] - frac[n]) / step[n + 1], 0.0, 1.0)
     d[n] += 0.5 * jump * (1 - tau) ** 2
     d[n + 1] -= 0.5 * jump * tau**2
-    pulse_gate = np.where(frac < te, 1.0, 0.35)
-    noise = rng.standard_normal(length, dtype=np.float32) * (np.repeat(breath_frames, _HOP)[:length] * pulse_gate)
-    return (d + noise).astype(np.float32)
+    gate = np.where(open_phase, np.float32(1.0), np.float32(0.35))
+    gate *= np.repeat(breath_frames.astype(np.float32), _HOP)[:length]
+    return d + rng.standard_normal(length, dtype=np.float32) * gate
 
 
-def _tracks(notes: list[_Note], singer: SingerParams, song: SongParams, frames_t: np.ndarray, rng: np.random.Generator):
+def _tracks(
+    notes: list[_Note], singer: SingerParams, song: SongParams, frames_t: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-frame pitch (Hz), open quotient and aspiration level."""
     starts = np.array([n.start for n in notes])
     ends = np.array([n.end for n in notes])
@@ -471,7 +491,10 @@ def _tracks(notes: list[_Note], singer: SingerParams, song: SongParams, frames_t
     extent = singer.vibrato_extent * song.vibrato_extent_drift * np.array([t.vibrato for t in techs])
     ramp = np.clip((since - 0.15) / 0.3, 0.0, 1.0) * (frames_t < ends[idx]) * ((ends - starts)[idx] > 0.35)
     dt = _HOP / SAMPLE_RATE
-    rate = singer.vibrato_rate * song.vibrato_rate_drift * (1 + 0.04 * rng.standard_normal(len(frames_t)).cumsum() * np.sqrt(dt))
+    # The vibrato rate wanders slowly (AR(1), 2 s memory, 3 % deviation) around the singer's own.
+    pole = np.exp(-dt / 2.0)
+    wander = scipy.signal.lfilter([1 - pole], [1, -pole], rng.standard_normal(len(frames_t)))
+    rate = singer.vibrato_rate * song.vibrato_rate_drift * (1 + 0.03 * wander / np.sqrt((1 - pole) / (1 + pole)))
     vib = extent[idx] * ramp * np.sin(2 * np.pi * np.cumsum(rate) * dt + rng.uniform(0, 2 * np.pi))
     jitter = 12 * np.log2(1 + singer.jitter * rng.standard_normal(len(frames_t)))
     f0 = 440.0 * 2 ** ((pitch + vib + jitter - 69.0) / 12.0)
@@ -494,7 +517,9 @@ def _reverb(y: np.ndarray, song: SongParams, rng: np.random.Generator) -> np.nda
     return out
 
 
-def sing_song(singer: SingerParams, seed: int, song_index: int, seconds: float = 40.0) -> tuple[np.ndarray, list[Section], SongParams]:
+def sing_song(
+    singer: SingerParams, seed: int, song_index: int, seconds: float = 40.0
+) -> tuple[np.ndarray, list[Section], SongParams]:
     """Render song ``song_index`` of ``singer``: float32 mono audio at 44.1 kHz, its sections, its session."""
     rng = _song_rng(singer, seed, song_index)
     song = _draw_song(rng, song_index, seconds)
@@ -504,7 +529,7 @@ def sing_song(singer: SingerParams, seed: int, song_index: int, seconds: float =
     frames_t = np.arange(n_frames) * (_HOP / SAMPLE_RATE)
     f0, oq, breath = _tracks(notes, singer, song, frames_t, rng)
     table, index = _spectra(singer, song)
-    voice_keys, noise_keys = _keyframes(notes, index, singer)
+    voice_keys, noise_keys = _keyframes(notes, index)
     src = _source(f0, oq, breath, singer.skew, length, rng)
     spec = _stft(src, n_frames)
     log_voice = _interp_log(frames_t, voice_keys, table)
@@ -528,7 +553,7 @@ def sing_song(singer: SingerParams, seed: int, song_index: int, seconds: float =
     y[-fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
     peak = float(np.max(np.abs(y)))
     if not np.isfinite(peak) or peak == 0.0:
-        raise AudioError(f"{singer.name}/{song.name}: rendering produced no usable audio (peak {peak}); report this seed.")
+        raise AudioError(f"{singer.name}/{song.name}: rendering gave no usable audio (peak {peak}); report this seed.")
     return (y * (10 ** (song.peak_dbfs / 20) / peak)).astype(np.float32), sections, song
 
 
@@ -541,7 +566,7 @@ def _params_row(prefix: str, params) -> dict:
             value = " ".join(f"{v:.6g}" for v in value)
         elif isinstance(value, float):
             value = f"{value:.6g}"
-        row[f"{prefix}_{f.name}"] = str(value)
+        row[f.name if f.name.startswith(f"{prefix}_") else f"{prefix}_{f.name}"] = str(value)
     return row
 
 
@@ -607,9 +632,11 @@ def generate_corpus(
 ) -> Path:
     """Write ``out_dir/<singer>/<song>.wav`` (16-bit mono 44.1 kHz), ``metadata.csv`` and ``sections.csv``.
 
-    Singers ``first_singer .. first_singer + n_singers - 1`` with ``n_songs`` songs each.
-    Songs already on disk whose row in an existing ``metadata.csv`` matches are kept, so a
-    re-run with the same arguments is cheap. Returns the path of ``metadata.csv``.
+    Singers ``first_singer .. first_singer + n_singers - 1`` with ``n_songs`` songs each;
+    ``metadata.csv`` lists exactly these songs. Songs already on disk whose row in an
+    existing ``metadata.csv`` matches are kept, so a re-run with the same arguments is
+    cheap, and an interrupted run resumes where it stopped. ``n_jobs`` worker processes
+    render songs in parallel (the files do not depend on it). Returns ``metadata.csv``'s path.
     """
     from tqdm import tqdm
 
@@ -620,6 +647,8 @@ def generate_corpus(
     if not song_seconds >= 1.0:
         raise ConfigError(f"song_seconds must be at least 1 s, got {song_seconds}.")
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a folder. Choose another --out folder.")
     out.mkdir(parents=True, exist_ok=True)
     meta_path = out / "metadata.csv"
     old_rows = _read_old_rows(meta_path)
@@ -635,22 +664,33 @@ def generate_corpus(
                 results[(i, j)] = (row, _compose(singer, song, rng)[1])
             else:
                 todo.append((str(out), seed, i, j, float(song_seconds)))
-    bar = tqdm(total=len(todo), desc=f"synth -> {out}", unit="song", disable=not progress)
-    if n_jobs == 1 or len(todo) <= 1:
-        for job in todo:
-            results[(job[2], job[3])] = _render_job(job)
-            bar.update()
-    else:
-        with ProcessPoolExecutor(max_workers=n_jobs) as pool:
-            for job, result in zip(todo, pool.map(_render_job, todo)):
-                results[(job[2], job[3])] = result
-                bar.update()
-    bar.close()
+    try:
+        with tqdm(total=len(todo), desc=f"synth -> {out}", unit="song", disable=not progress) as bar:
+            if n_jobs == 1 or len(todo) <= 1:
+                for job in todo:
+                    results[(job[2], job[3])] = _render_job(job)
+                    bar.update()
+            else:
+                # Spawned workers: forking a parent that already runs torch threads can deadlock.
+                with ProcessPoolExecutor(max_workers=n_jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+                    for job, result in zip(todo, pool.map(_render_job, todo)):
+                        results[(job[2], job[3])] = result
+                        bar.update()
+    finally:
+        # Also on interruption: the songs finished so far are listed, so a re-run skips them.
+        if results:
+            _write_manifests(out, results)
+    return meta_path
+
+
+def _write_manifests(out: Path, results: dict) -> None:
     rows, section_rows = [], []
     for key in sorted(results):
         row, sections = results[key]
         rows.append(row)
-        section_rows += [{"path": row["path"], "start": f"{s.start:.4f}", "end": f"{s.end:.4f}", "technique": s.technique} for s in sections]
+        section_rows += [
+            {"path": row["path"], "start": f"{s.start:.4f}", "end": f"{s.end:.4f}", "technique": s.technique}
+            for s in sections
+        ]
     _write_csv(out / "sections.csv", ["path", "start", "end", "technique"], section_rows)
-    _write_csv(meta_path, list(rows[0]), rows)
-    return meta_path
+    _write_csv(out / "metadata.csv", list(rows[0]), rows)

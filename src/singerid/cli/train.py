@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--config", default="demo",
         help="built-in config (byol, contrastive, contrastive-vc, uniformity, vicreg, demo) or a YAML file (default: demo)",
     )
-    parser.add_argument("--data", action="append", required=True, help="folder-per-singer tree or manifest CSV; repeat for several")
+    parser.add_argument("--data", action="append", required=True, help="folder-per-singer tree or manifest CSV (repeat for several), or one shard folder from `singerid shard`")
     parser.add_argument("--layout", default="folder", help="layout of --data folders: folder, vocalset, nus48e, m4singer, vctk (a .csv is read as a manifest)")
     parser.add_argument("--out", required=True, help="run folder: checkpoints/, logs/, model/")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -36,7 +36,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from pathlib import Path
 
-    recordings = [r for source in args.data for r in discover(source, "manifest" if Path(source).is_file() else args.layout)]
-    result = train(cfg, recordings, args.out, resume=args.resume)
+    from ..shards import is_shard_dir
+
+    if len(args.data) == 1 and is_shard_dir(args.data[0]):
+        data = args.data[0]  # streamed, see singerid.shards
+    else:
+        data = [r for source in args.data for r in discover(source, "manifest" if Path(source).is_file() else args.layout)]
+    result = train(cfg, data, args.out, resume=args.resume)
     print(f"trained {result.steps} steps; model: {result.artifact}; logs: {result.log_dir}; checkpoint: {result.checkpoint}")
     return 0

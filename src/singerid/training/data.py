@@ -8,6 +8,7 @@ of workers and a resumed run sees exactly the items the uninterrupted run would 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -20,6 +21,7 @@ from ..audio import SAMPLE_RATE, audio_info, fit_length, load_audio, peak_normal
 from ..augment import Augmenter, AugmentConfig
 from ..errors import ConfigError, DatasetError
 from ..records import Recording, Segment
+from ..shards import ShardPairStream, read_index, split_shards, stream_augmenter, validation_set
 from .config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -185,3 +187,39 @@ class PairDataModule(L.LightningDataModule):
             batch_size=max(2, self.cfg.batch_size // 2),
             num_workers=self.cfg.num_workers,
         )
+
+
+class ShardPairDataModule(L.LightningDataModule):
+    """Training pairs streamed from a shard folder (:mod:`singerid.shards`); validation crops from its last shards.
+
+    Nothing is preloaded (``preload_audio`` does not apply); ``augment.pitch_mode`` must be ``praat``.
+    """
+
+    def __init__(self, cfg: TrainConfig, shard_dir: str | os.PathLike) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.crop_samples = int(round(cfg.crop_seconds * SAMPLE_RATE))
+        self.augmenter = stream_augmenter(cfg.augment)
+        self.train_shards, val_shards = split_shards(read_index(shard_dir), cfg.val_fraction)
+        self.val_segments, self.val_set = validation_set(val_shards, cfg.crop_seconds, cfg.val_crops_per_file)
+        self.train_set: ShardPairStream | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        self.world = max(1, self.trainer.world_size if self.trainer else 1)
+        self.rank = self.trainer.global_rank if self.trainer else 0
+        self.per_device_batch = max(2, self.cfg.batch_size // self.world)
+        self.train_set = ShardPairStream(
+            self.train_shards, self.augmenter, self.crop_samples, seed=self.cfg.seed, infinite=True, rank=self.rank, world=self.world
+        )
+        self.train_set.check_streams(self.world * max(1, self.cfg.num_workers))
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.train_set is not None
+        # Built after a checkpoint is restored: each worker skips what it delivered before the restored step.
+        self.train_set.resume_at(self.trainer.global_step if self.trainer else 0, self.per_device_batch)
+        return DataLoader(self.train_set, batch_size=self.per_device_batch, num_workers=self.cfg.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=max(2, self.cfg.batch_size // 2), num_workers=self.cfg.num_workers)

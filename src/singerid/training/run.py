@@ -16,8 +16,9 @@ from lightning.pytorch.loggers import CSVLogger
 from ..artifact import save_artifact
 from ..errors import CheckpointError, DatasetError
 from ..records import Recording
+from ..shards import INDEX_NAME, is_shard_dir
 from .config import TrainConfig
-from .data import PairDataModule, split_files
+from .data import PairDataModule, ShardPairDataModule, split_files
 from .module import SSLModule
 
 log = logging.getLogger(__name__)
@@ -52,9 +53,18 @@ def _loggers(out: Path) -> list:
     return loggers
 
 
+def _shard_dir(source: Sequence[Recording] | str | os.PathLike) -> Path | None:
+    """``source`` as a shard folder, or None when it is a list of recordings."""
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    if not is_shard_dir(source):
+        raise DatasetError(f"{source}: no {INDEX_NAME}; pass recordings, or a shard folder written by `singerid shard`.")
+    return Path(source)
+
+
 def train(
     cfg: TrainConfig,
-    recordings: Sequence[Recording],
+    recordings: Sequence[Recording] | str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
     resume: bool = False,
@@ -65,9 +75,12 @@ def train(
     Writes ``out_dir/checkpoints/last.ckpt`` every ``cfg.checkpoint_every`` steps (when validation runs too),
     logs to ``out_dir/logs/metrics.csv`` (and TensorBoard when installed) and the model
     artefact to ``out_dir/model``. With ``resume`` the run continues from the last checkpoint.
+    ``recordings`` may instead be a shard folder (``shards.json``, see :mod:`singerid.shards`): its
+    pairs are streamed rather than loaded, and its last shards validate.
     """
     cfg.validate()
-    if len(recordings) < 2:
+    shard_dir = _shard_dir(recordings)
+    if shard_dir is None and len(recordings) < 2:
         raise DatasetError(f"training needs at least 2 files, got {len(recordings)}.")
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
@@ -77,13 +90,17 @@ def train(
     if not resume and last.is_file():
         raise CheckpointError(f"{out}: holds an earlier run; pass --resume to continue it, or choose a new --out.")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    train_files, val_files = split_files(list(recordings), cfg.val_fraction, cfg.seed)
-    data = PairDataModule(cfg, train_files, val_files)
+    if shard_dir is not None:
+        data: PairDataModule | ShardPairDataModule = ShardPairDataModule(cfg, shard_dir)
+    else:
+        train_files, val_files = split_files(list(recordings), cfg.val_fraction, cfg.seed)
+        data = PairDataModule(cfg, train_files, val_files)
+    validate = bool(data.val_segments)
     module = SSLModule(cfg, data.val_segments)
     trainer = L.Trainer(
         max_steps=cfg.max_steps,
         max_epochs=-1,
-        val_check_interval=cfg.checkpoint_every if val_files else None,
+        val_check_interval=cfg.checkpoint_every if validate else None,
         check_val_every_n_epoch=None,
         use_distributed_sampler=False,
         reload_dataloaders_every_n_epochs=1,
@@ -97,7 +114,7 @@ def train(
         logger=_loggers(out),
         log_every_n_steps=1,
         num_sanity_val_steps=0,
-        limit_val_batches=1.0 if val_files else 0,
+        limit_val_batches=1.0 if validate else 0,
         enable_progress_bar=progress,
         enable_model_summary=False,
         default_root_dir=str(out),
