@@ -392,15 +392,27 @@ class Augmenter:
             )
         return bank
 
-    def precompute(self, songs: Mapping[str, np.ndarray], progress: bool = False) -> int:
+    def precompute(self, songs: Mapping[str, np.ndarray], progress: bool = False, n_jobs: int = 1) -> int:
         """Fill the pitch banks of ``songs``; returns how many banks are held (0 in praat mode).
 
         Call it in the main process before DataLoader workers fork, so they share the banks.
-        In praat mode there is nothing to precompute and it returns 0 at once.
+        In praat mode there is nothing to precompute and it returns 0 at once. With a
+        ``bank_dir``, ``n_jobs`` processes render the missing banks to disk in parallel first.
         """
         if self.cfg.pitch_mode != "bank":
             return 0
         items = list(songs.items())
+        if n_jobs > 1 and self.cfg.bank_dir:
+            missing = [(k, v) for k, v in items if not _bank_file(k, v, self.cfg).with_suffix(".json").exists()]
+            if missing:
+                from concurrent.futures import ProcessPoolExecutor
+
+                from tqdm import tqdm
+
+                jobs = [(self.cfg, k, v) for k, v in missing]
+                with ProcessPoolExecutor(max_workers=n_jobs) as pool:
+                    for _ in tqdm(pool.map(_render_bank, jobs), total=len(jobs), desc="pitch banks", unit="song", disable=not progress):
+                        pass
         if progress:
             from tqdm import tqdm
 
@@ -431,6 +443,12 @@ class Augmenter:
             if bank.ratios:
                 bank = replace(bank, audio=np.load(path, mmap_mode="r"))
         return bank
+
+
+def _render_bank(job: tuple[AugmentConfig, str, np.ndarray]) -> None:
+    """Worker of :meth:`Augmenter.precompute`: build one bank and write it to ``bank_dir``."""
+    cfg, key, song = job
+    Augmenter(cfg)._load_or_build(key, song)
 
 
 def _check_song(song_key: str, song: np.ndarray) -> None:

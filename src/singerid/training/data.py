@@ -162,7 +162,7 @@ class PairDataModule(L.LightningDataModule):
         store = SongStore(self.train_files, self.crop_samples, self.cfg.preload_audio)
         augmenter = Augmenter(aug_cfg)
         if aug_cfg.pitch_mode == "bank" and aug_cfg.pitch_p > 0:
-            augmenter.precompute(store.songs())
+            augmenter.precompute(store.songs(), progress=True, n_jobs=min(4, os.cpu_count() or 1))
         self.world = max(1, self.trainer.world_size if self.trainer else 1)
         self.rank = self.trainer.global_rank if self.trainer else 0
         self.per_device_batch = max(2, self.cfg.batch_size // self.world)
