@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import scipy.fft
 import scipy.signal
-from tests.conftest import harmonic_tone
 
 from singerid.audio import SAMPLE_RATE
 from singerid.baselines.handcrafted import (
@@ -17,6 +16,7 @@ from singerid.baselines.handcrafted import (
     mfcc_stats_batch,
 )
 from singerid.errors import AudioError
+from tests.conftest import harmonic_tone
 
 MEDIAN, MEAN, STD, P10, P90, RANGE, VOICED = range(len(F0_FEATURES))
 

@@ -534,18 +534,21 @@ def sing_song(
     spec = _stft(src, n_frames)
     log_voice = _interp_log(frames_t, voice_keys, table)
     log_voice += (singer.shimmer_db * _NEPER * rng.standard_normal(n_frames)).astype(np.float32)[:, None]
-    spec *= np.exp(log_voice)
+    spec *= np.exp(log_voice, out=log_voice)
     del log_voice
-    voice_power = float(np.mean(spec.real**2 + spec.imag**2))
+    voice_power = float(np.vdot(spec, spec).real) / spec.size
     noise = _stft(rng.standard_normal(length, dtype=np.float32), n_frames)
     # White noise in these frames has power sum(w^2) per bin; the voice's keyframe levels
     # assume a unit harmonic amplitude, which has (sum(w)/2)^2 per bin.
     win_gain = float(np.sum(_WINDOW) / 2 / np.sqrt(np.sum(_WINDOW**2)))
     bg_shape = 10 ** (song.noise_slope_db_oct * _LOG2F / 20)
     bg = bg_shape * np.sqrt(voice_power * 10 ** (-song.noise_snr_db / 10) / (np.sum(_WINDOW**2) * np.mean(bg_shape**2)))
-    noise_env = np.exp(_interp_log(frames_t, noise_keys, table)) * win_gain
+    noise_env = _interp_log(frames_t, noise_keys, table)
+    np.exp(noise_env, out=noise_env)
+    noise_env *= np.float32(win_gain)
     noise_env += bg.astype(np.float32)
-    spec += noise * noise_env
+    noise *= noise_env
+    spec += noise
     del noise, noise_env
     y = _reverb(_istft(spec, length), song, rng)
     fade = int(0.01 * SAMPLE_RATE)
