@@ -22,3 +22,23 @@ def test_version_and_help_list_subcommands(capsys):
 def test_console_script_runs_as_module():
     out = subprocess.run([sys.executable, "-m", "singerid", "--help"], capture_output=True, text=True, check=True)
     assert "usage: singerid" in out.stdout
+
+
+def test_public_api_resolves_and_stays_light():
+    code = (
+        "import sys, singerid; assert 'torch' not in sys.modules; "
+        "assert callable(singerid.load_model) and callable(singerid.train) and callable(singerid.evaluate); "
+        "assert 'torch' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    import singerid
+
+    with pytest.raises(AttributeError):
+        singerid.no_such_thing  # noqa: B018
+
+
+def test_demo_method_choices_match_the_training_methods():
+    from singerid.cli import demo
+    from singerid.training import METHODS
+
+    assert set(demo.METHODS) == set(METHODS)

@@ -271,6 +271,16 @@ def onnx_parity(net: SingerEncoderNet, x: torch.Tensor) -> float:
     return relative_diff(out, eager)
 
 
+def test_cpu_small_torchscript_matches_eager() -> None:
+    net = calibrated(small_net(seed=3), seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit is marked deprecated
+        scripted = torch.jit.script(net)
+    x = clips(3, 0.4, seed=7)
+    with torch.no_grad():
+        assert relative_diff(scripted(x), net(x)) < 1e-6
+
+
 def test_cpu_small_onnx_matches_eager() -> None:
     assert onnx_parity(calibrated(small_net(seed=2)), clips(3, 0.6, seed=5)) < 1e-4
 

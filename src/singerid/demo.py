@@ -44,7 +44,7 @@ class DemoSettings:
     eval_song_seconds: float = 24.0
     method: str = "vicreg"
     backbone: str = "cpu_small"
-    max_steps: int = 700
+    max_steps: int = 550
     batch_size: int = 64
     seed: int = 0
     condition: str = "cross-song"
@@ -55,8 +55,8 @@ class DemoSettings:
 
 
 QUICK = dict(
-    train_singers=10, train_songs=3, train_song_seconds=16.0, eval_singers=6, eval_songs=2,
-    eval_song_seconds=12.0, max_steps=60, batch_size=32, bank_variants=1,
+    train_singers=12, train_songs=3, train_song_seconds=20.0, eval_singers=8, eval_songs=2,
+    eval_song_seconds=16.0, max_steps=100, batch_size=32, bank_variants=1,
 )
 """Overrides of ``--quick``: a few minutes on 2 cores (what CI runs)."""
 
@@ -180,7 +180,8 @@ def run_demo(
     write_text(run / "demo.json", json.dumps(state, indent=2) + "\n")
     print(f"singerid demo: {settings.method} on {settings.backbone}; seed(s) {settings.seed}..{settings.seed + seeds - 1}; output {run}", flush=True)
     all_results = []
-    stages = _Stages({"corpus": 1.0, "training": 7.0, "evaluation": 1.5})
+    # Rough minutes on a 2-core CPU: corpus and pitch banks 1.5, training one step per second, evaluation 1.5.
+    stages = _Stages({"corpus": 1.5, "training": settings.max_steps / 60.0, "evaluation": 1.5})
     for k in range(seeds):
         s = dataclasses.replace(settings, seed=settings.seed + k)
         sub = run if seeds == 1 else run / f"seed{s.seed}"
@@ -206,8 +207,20 @@ def run_demo(
         print(summary_table(all_results), flush=True)
     state["complete"] = True
     write_text(run / "demo.json", json.dumps(state, indent=2) + "\n")
-    print(f"done: report {run / ('summary.md' if seeds > 1 else 'report.md')}; model {run / 'train' / 'model' if seeds == 1 else run / 'seed*/train/model'}")
+    _point_latest(root, run)
+    report = run / ("summary.md" if seeds > 1 else "report.md")
+    model = run / "train" / "model" if seeds == 1 else run / "seed*" / "train" / "model"
+    print(f"done: report {report}; model {model}; {root / 'latest'} points to this run")
     return run
+
+
+def _point_latest(root: Path, run: Path) -> None:
+    """``root/latest`` -> the newest complete run (replaced atomically)."""
+    tmp = root / f".latest.{os.getpid()}"
+    if tmp.is_symlink():
+        tmp.unlink()
+    tmp.symlink_to(run.name)
+    os.replace(tmp, root / "latest")
 
 
 def summarise(all_results: list[dict]) -> dict:

@@ -9,7 +9,7 @@ from ._common import add_model_option, add_window_options, load_encoder
 NAME = "embed"
 ORDER = 40
 HELP = "embed audio files (or every audio file under folders) into an .npz of ids + vectors; resumable"
-EXAMPLE = "singerid embed corpus/singer000 --model runs/demo/model --out emb.npz"
+EXAMPLE = "singerid embed runs/demo/corpus/seed0/eval/singer040 --model runs/demo/latest/train/model --out runs/emb.npz"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -9,7 +9,7 @@ from ._common import add_model_option, add_window_options, load_encoder
 NAME = "enroll"
 ORDER = 50
 HELP = "enroll a singer from reference clips into a profiles file (created if missing)"
-EXAMPLE = "singerid enroll alice ref1.wav ref2.wav --model runs/demo/model --profiles singers.npz"
+EXAMPLE = "singerid enroll singer040 runs/demo/corpus/seed0/eval/singer040/song00.wav --model runs/demo/latest/train/model --profiles runs/singers.npz"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -10,7 +10,7 @@ from .prepare import add_layout_options, layout_options
 NAME = "evaluate"
 ORDER = 70
 HELP = "Evaluate a model and baselines on segments (EER, minDCF, MNR, retrieval, identification); write a report."
-EXAMPLE = "singerid evaluate --model runs/demo/model --baseline mfcc --baseline random --data corpus --out runs/eval"
+EXAMPLE = "singerid evaluate --model runs/demo/latest/train/model --baseline mfcc --baseline random --data runs/demo/corpus/seed0/eval --out runs/eval"
 
 _NEEDS_MODEL = ("random", "bandlimit")
 

@@ -7,7 +7,7 @@ import argparse
 NAME = "export"
 ORDER = 80
 HELP = "export a model to TorchScript or ONNX (waveform in, L2-normalised embedding out) and check it against PyTorch"
-EXAMPLE = "singerid export --model runs/demo/model --format onnx --out model.onnx"
+EXAMPLE = "singerid export --model runs/demo/latest/train/model --format onnx --out runs/model.onnx"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

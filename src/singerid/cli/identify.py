@@ -10,7 +10,7 @@ from ._common import add_model_option, add_window_options, load_encoder
 NAME = "identify"
 ORDER = 55
 HELP = "rank enrolled singers for a clip; 'unknown' when no one reaches the threshold (open set)"
-EXAMPLE = "singerid identify query.wav --model runs/demo/model --profiles singers.npz --threshold 0.5"
+EXAMPLE = "singerid identify runs/demo/corpus/seed0/eval/singer040/song01.wav --model runs/demo/latest/train/model --profiles runs/singers.npz --threshold 0.5"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -7,7 +7,7 @@ import argparse
 NAME = "prepare"
 ORDER = 20
 HELP = "List the recordings of a data folder (folder-per-singer, VocalSet, NUS-48E, M4Singer, VCTK) in a manifest CSV."
-EXAMPLE = "singerid prepare --layout vocalset data/VocalSet/FULL --out runs/vocalset.csv"
+EXAMPLE = "singerid prepare runs/demo/corpus/seed0/eval --out runs/eval.csv"
 
 FOLDER_LAYOUTS = ("folder", "vocalset", "nus48e", "m4singer", "vctk")
 

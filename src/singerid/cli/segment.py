@@ -11,7 +11,7 @@ from .prepare import add_layout_options, layout_options
 NAME = "segment"
 ORDER = 25
 HELP = "Cut every recording into non-overlapping N-second segments, drop silent ones, and write a segment manifest."
-EXAMPLE = "singerid segment runs/vocalset.csv --seconds 4 --out runs/vocalset_segments.csv"
+EXAMPLE = "singerid segment runs/eval.csv --seconds 4 --out runs/eval_segments.csv"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

@@ -9,7 +9,7 @@ from .prepare import add_layout_options, layout_options
 NAME = "shard"
 ORDER = 90
 HELP = "write training data as tar shards (FLAC + JSON per file, shuffled) for streamed training at scale"
-EXAMPLE = "singerid shard corpus/ --out runs/shards --max-shard-mb 256"
+EXAMPLE = "singerid shard runs/demo/corpus/seed0/train --out runs/shards"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,7 @@ import warnings
 NAME = "trials"
 ORDER = 60
 HELP = "Draw a balanced verification trial list (no self-pairs, duplicates or same-recording targets)."
-EXAMPLE = "singerid trials --manifest runs/demo/segments.csv --out runs/demo/trials.txt --condition cross-song"
+EXAMPLE = "singerid trials --manifest runs/eval_segments.csv --out runs/trials.txt --condition cross-song"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

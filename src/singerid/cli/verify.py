@@ -10,7 +10,7 @@ from ._common import add_model_option, add_window_options, load_encoder
 NAME = "verify"
 ORDER = 45
 HELP = "score two recordings and decide whether they share a singer (calibrated threshold or --threshold)"
-EXAMPLE = "singerid verify a.wav b.wav --model runs/demo/model --threshold 0.5"
+EXAMPLE = "singerid verify runs/demo/corpus/seed0/eval/singer040/song00.wav runs/demo/corpus/seed0/eval/singer040/song01.wav --model runs/demo/latest/train/model --threshold 0.5"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,56 @@
+"""The main job end to end, in its quick form: the learned model must beat random weights."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from singerid.cli import main
+from singerid.demo import DemoSettings, split_singers, summarise, summary_table
+from singerid.errors import DatasetError
+from singerid.records import Recording
+
+
+def test_quick_demo_learns_and_resumes(tmp_path, capsys):
+    assert main(["demo", "--quick", "--out", str(tmp_path), "--no-progress"]) == 0
+    run = (tmp_path / "latest").resolve()
+    results = json.loads((run / "results.json").read_text())
+    systems = results["systems"]
+    assert set(systems) == {"learned", "random", "mfcc", "f0"}
+    assert systems["learned"]["eer"]["value"] < systems["random"]["eer"]["value"]
+    assert results["protocol"]["condition"] == "cross-song"
+    for name in ("report.md", "det.png", "scores.png", "map.png", "train/model/config.json"):
+        assert (run / name).is_file(), name
+    assert "learned" in capsys.readouterr().out
+    # Training singers and evaluation singers are disjoint.
+    train = {p.name for p in (tmp_path / "corpus" / "seed0" / "train").iterdir() if p.is_dir()}
+    held = {p.name for p in (tmp_path / "corpus" / "seed0" / "eval").iterdir() if p.is_dir()}
+    assert train and held and not train & held
+
+
+def test_split_by_singer_is_disjoint_and_seeded():
+    recs = [Recording(f"/{s}/{k}.wav", f"s{s}", f"{k}") for s in range(8) for k in range(2)]
+    train, held = split_singers(recs, 0.25, seed=3)
+    assert {r.singer for r in train}.isdisjoint({r.singer for r in held})
+    assert len({r.singer for r in held}) == 2 and len(train) + len(held) == len(recs)
+    assert split_singers(recs, 0.25, seed=3) == (train, held)
+    with pytest.raises(DatasetError, match="at least 4 singers"):
+        split_singers(recs[:6], 0.25, seed=0)
+
+
+def test_summary_over_seeds_is_mean_and_std():
+    def result(seed, eer):
+        system = {"eer": {"value": eer}, "min_dcf": {"0.01": {"value": 0.5}}, "mnr": {"value": 0.1},
+                  "identification": {"top1_mean": 0.5}, "retrieval": {"recall@1": 0.4}}
+        return {"demo": {"seed": seed}, "systems": {"learned": system}}
+
+    summary = summarise([result(0, 0.2), result(1, 0.3)])
+    assert summary["seeds"] == [0, 1]
+    assert summary["systems"]["learned"]["eer"]["mean"] == pytest.approx(0.25)
+    assert summary["systems"]["learned"]["eer"]["std"] == pytest.approx(0.05)
+    assert "25.0 ± 5.0" in summary_table([result(0, 0.2), result(1, 0.3)])
+
+
+def test_settings_fingerprint_changes_with_settings():
+    assert DemoSettings().fingerprint() != DemoSettings(max_steps=1).fingerprint()
