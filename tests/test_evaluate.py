@@ -402,3 +402,20 @@ def test_cli_user_errors(tmp_path, corpus, capsys):
     assert "pass --model" in capsys.readouterr().err
     assert main(["evaluate", "--manifest", str(manifest), "--out", str(tmp_path / "o")]) == 2
     assert "nothing to evaluate" in capsys.readouterr().err
+
+
+def test_cli_invariance_probes(tmp_path, corpus):
+    out = tmp_path / "inv"
+    argv = [
+        "evaluate", "--baseline", "mfcc", "--data", str(corpus), "--seconds", "1", "--out", str(out),
+        "--n-boot", "0", "--probe-folds", "0", "--mnr-k", "8", "--no-progress", "--map", "pca",
+        "--invariance", "noise0db", "bandlimit16k",
+    ]
+    assert main(argv) == 0
+    reports = json.loads((out / "invariance.json").read_text())
+    assert [r["system"] for r in reports] == ["mfcc"]
+    assert "noise0db" in (out / "invariance.md").read_text()
+    moved = reports[0]["transforms"]
+    # Noise at 0 dB SNR moves MFCC statistics much more than removing the band above 8 kHz.
+    assert set(moved) == {"noise0db", "bandlimit16k"}
+    assert moved["noise0db"]["cosine_mean"] < moved["bandlimit16k"]["cosine_mean"] <= 1.0

@@ -173,3 +173,18 @@ def test_cli_embed_verify_enroll_identify(model_dir, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])[0]["name"] == "ann"
     assert main(["verify", str(a), str(tmp_path / "nope.wav"), "--model", str(model_dir), "--threshold", "0"]) == 2
     assert "nope.wav" in capsys.readouterr().err
+
+
+def test_parts_split_files_disjointly_and_completely():
+    from pathlib import Path
+
+    from singerid.extract import select_part
+
+    files = [Path(f"f{i}.wav") for i in range(10)]
+    parts = [select_part(files, f"{k}/3") for k in range(3)]
+    assert sorted(p for part in parts for p in part) == sorted(files)
+    assert parts[1] == [Path("f1.wav"), Path("f4.wav"), Path("f7.wav")]
+    with pytest.raises(ConfigError, match="K/N"):
+        select_part(files, "1-3")
+    with pytest.raises(ConfigError, match="0..N-1"):
+        select_part(files, "3/3")

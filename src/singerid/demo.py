@@ -56,7 +56,7 @@ class DemoSettings:
 
 QUICK = dict(
     train_singers=12, train_songs=3, train_song_seconds=20.0, eval_singers=8, eval_songs=2,
-    eval_song_seconds=16.0, max_steps=100, batch_size=32, bank_variants=1,
+    eval_song_seconds=16.0, max_steps=200, batch_size=64, bank_variants=1,
 )
 """Overrides of ``--quick``: a few minutes on 2 cores (what CI runs)."""
 

@@ -13,7 +13,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .datasets import AUDIO_EXTENSIONS
-from .errors import DatasetError
+from .errors import ConfigError, DatasetError
 from .fileio import atomic_path
 from .infer import SingerEncoder
 
@@ -35,6 +35,19 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     if not out:
         raise DatasetError("no input files given.")
     return out
+
+
+def select_part(files: Sequence[Path], part: str | None) -> list[Path]:
+    """Files ``K, K+N, K+2N, ...`` for ``part="K/N"`` (all files for ``None``): disjoint shares for N processes."""
+    if part is None:
+        return list(files)
+    try:
+        k, n = (int(v) for v in part.split("/"))
+    except ValueError:
+        raise ConfigError(f"--part {part!r}: write it as K/N, e.g. 0/4.") from None
+    if not 0 <= k < n:
+        raise ConfigError(f"--part {part!r}: K must be in 0..N-1.")
+    return list(files)[k::n]
 
 
 def load_embeddings(path: str | os.PathLike) -> tuple[list[str], np.ndarray, dict]:

@@ -21,12 +21,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=0, help="processes decoding audio (default: 0)")
     parser.add_argument("--shard-size", type=int, default=256, help="files per resumable shard (default: 256)")
     parser.add_argument("--skip-silence", action="store_true", help="ignore silent windows of long files")
+    parser.add_argument(
+        "--part", default=None, metavar="K/N",
+        help="embed only every N-th file starting at K (0-based), e.g. one process per GPU: --part 0/4 --device cuda:0",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..extract import expand_inputs, extract_to_npz
+    from ..extract import expand_inputs, extract_to_npz, select_part
 
-    files = expand_inputs(args.inputs)
+    files = select_part(expand_inputs(args.inputs), args.part)
     out = extract_to_npz(
         load_encoder(args), files, args.out, shard_size=args.shard_size, batch_size=args.batch_size,
         num_workers=args.workers, skip_silence=args.skip_silence,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from .prepare import add_layout_options, layout_options
@@ -45,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     arg("--cohort", help="segment manifest of other singers: AS-normalise scores against it")
     arg("--asnorm-top-k", type=int, default=200, help="best cohort scores used by AS-norm (default: %(default)s)")
     arg("--calibrate", action="store_true", help="fit a score calibration on these trials and store it in --model")
+    arg("--invariance", nargs="*", metavar="TRANSFORM", default=None,
+        help="also run invariance probes (pitch/formant shift, tempo, noise, band-limit, codecs, reverb) "
+        "on every system; optionally name the transforms (default: all). Written to OUT/invariance.md")
     arg("--map", choices=MAP_METHODS, default="auto",
         help="2-D map of embeddings; auto: UMAP if installed, else t-SNE (default: %(default)s)")
     arg("--training-log", help="Lightning metrics.csv (or the run folder) for a loss curve in the report")
@@ -132,6 +136,17 @@ def run(args: argparse.Namespace) -> int:
     for name, r in evaluation["systems"].items():
         for note in r["warnings"]:
             print(f"note: {name}: {note}")
+    if args.invariance is not None:
+        from ..fileio import write_text
+        from ..invariance import invariance_markdown, invariance_report
+
+        reports = [
+            invariance_report(system, segments, transforms=args.invariance or None, seed=args.seed) for system in systems
+        ]
+        table = invariance_markdown(reports)
+        write_text(out / "invariance.md", "# Invariance probes\n\n" + table + "\n")
+        write_text(out / "invariance.json", json.dumps(reports, indent=2) + "\n")
+        print(table)
     if args.calibrate:
         cal = calibrate_model(args.model, evaluation, systems[0].name)
         print(f"stored calibration in {args.model}: EER threshold {cal['thresholds']['eer']:.4f}")
