@@ -184,7 +184,8 @@ def test_imagenet_weights_errors(tmp_path) -> None:
     state["classifier.1.weight"] = torch.zeros(10, 1280)
     broken = tmp_path / "broken.pth"
     torch.save(state, broken)
-    with pytest.raises(CheckpointError, match=r"missing: features\.1\.0\.block\.0\.0\.weight.*wrong shape: classifier\.1\.weight"):
+    expected = r"missing: features\.1\.0\.block\.0\.0\.weight.*wrong shape: classifier\.1\.weight"
+    with pytest.raises(CheckpointError, match=expected):
         build_encoder(EncoderConfig(imagenet_weights=str(broken)))
     not_a_dict = tmp_path / "list.pth"
     torch.save([torch.zeros(1)], not_a_dict)

@@ -139,7 +139,8 @@ def load_artifact(path: str | os.PathLike, device: str | torch.device = "cpu") -
         config = EncoderConfig.from_dict(meta["model"])
     except (ConfigError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: model config is not valid ({exc}).") from exc
-    net = build_encoder(config)
+    # The stored weights replace any initialisation, so an ImageNet file named in the config is not needed.
+    net = build_encoder(config, load_imagenet=False)
     own = net.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

@@ -79,6 +79,11 @@ class FrontendConfig:
             raise ConfigError(
                 f"FrontendConfig.pad_mode={self.pad_mode!r}: choose one of {', '.join(PAD_MODES)} (or null)."
             )
+        for name in ("f_min", "f_max", "log_eps"):
+            value = getattr(self, name)
+            allowed = (int, float, type(None)) if name == "f_max" else (int, float)
+            if isinstance(value, bool) or not isinstance(value, allowed):
+                raise ConfigError(f"FrontendConfig.{name}={value!r}: must be a number.")
         if not self.log_eps > 0:
             raise ConfigError(f"FrontendConfig.log_eps={self.log_eps!r}: must be > 0.")
         nyquist = self.mel_sample_rate / 2
@@ -303,13 +308,11 @@ class LogMelFrontend(nn.Module):
 
     def mel(self, power: torch.Tensor) -> torch.Tensor:
         """Apply the mel filterbank to a power spectrogram: ``(B, F, frames)`` -> ``(B, n_mels, frames)``."""
-        return torch.cat(
-            [
-                torch.matmul(self.mel_weights[offset : offset + rows * width].view(rows, width), power[:, first : first + width])
-                for offset, rows, first, width in self.bands
-            ],
-            dim=1,
-        )
+        parts = [
+            torch.matmul(self.mel_weights[offset : offset + rows * width].view(rows, width), power[:, first : first + width])
+            for offset, rows, first, width in self.bands
+        ]
+        return torch.cat(parts, dim=1)
 
     def log_mel(self, wave: torch.Tensor) -> torch.Tensor:
         """``log(mel power + log_eps)`` before any normalisation, ``(B, n_mels, frames)``."""

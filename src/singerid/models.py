@@ -84,7 +84,8 @@ class EncoderConfig:
         if isinstance(self.frontend, dict):
             self.frontend = FrontendConfig.from_dict(self.frontend)
         if not isinstance(self.frontend, FrontendConfig):
-            raise ConfigError(f"EncoderConfig.frontend must be a FrontendConfig or a mapping, got {type(self.frontend).__name__}.")
+            kind = type(self.frontend).__name__
+            raise ConfigError(f"EncoderConfig.frontend must be a FrontendConfig or a mapping, got {kind}.")
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict (the frontend nested as a dict)."""
