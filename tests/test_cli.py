@@ -42,3 +42,16 @@ def test_demo_method_choices_match_the_training_methods():
     from singerid.training import METHODS
 
     assert set(demo.METHODS) == set(METHODS)
+
+
+def test_readme_documents_every_command_with_its_example():
+    from pathlib import Path
+
+    from singerid.cli import _load_commands
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    head = "\n".join(readme.splitlines()[:40])
+    assert "make demo" in head and "make test" in head
+    for module in _load_commands():
+        assert f"`{module.NAME}`" in readme, module.NAME
+        assert module.EXAMPLE in readme, module.NAME
