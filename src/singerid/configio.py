@@ -26,13 +26,20 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+def reject_unknown_keys(cls: type, data: Any, where: str) -> dict:
+    """``data`` as a dict after checking it is a mapping whose keys are fields of dataclass ``cls``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}.")
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{where} has unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}.")
+    return dict(data)
+
+
 def from_dict(cls: type[T], data: dict | None, where: str = "config") -> T:
     """Build dataclass ``cls`` from ``data``; unknown keys raise :class:`ConfigError` naming them."""
-    data = dict(data or {})
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(names)}.")
+    data = reject_unknown_keys(cls, data or {}, where)
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for key, value in data.items():

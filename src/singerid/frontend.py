@@ -31,12 +31,13 @@ each group touches, which skips the filterbank's zeros (same result as the dense
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from .configio import reject_unknown_keys
 from .errors import AudioError, ConfigError
 
 MODES = ("standard", "official-compat")
@@ -127,14 +128,7 @@ class FrontendConfig:
     @classmethod
     def from_dict(cls, data: dict) -> FrontendConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError` naming them."""
-        if not isinstance(data, dict):
-            raise ConfigError(f"frontend config must be a mapping, got {type(data).__name__}.")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(
-                f"frontend config has unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}."
-            )
+        data = reject_unknown_keys(cls, data, "frontend config")
         return cls(**data)
 
 

@@ -34,12 +34,13 @@ never depends on its batch-mates (in standard frontend mode).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .configio import reject_unknown_keys
 from .errors import CheckpointError, ConfigError
 from .frontend import FrontendConfig, LogMelFrontend
 
@@ -99,14 +100,7 @@ class EncoderConfig:
     @classmethod
     def from_dict(cls, data: dict) -> EncoderConfig:
         """Inverse of :meth:`to_dict`; unknown keys (also in ``frontend``) raise :class:`ConfigError`."""
-        if not isinstance(data, dict):
-            raise ConfigError(f"encoder config must be a mapping, got {type(data).__name__}.")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(
-                f"encoder config has unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}."
-            )
+        data = reject_unknown_keys(cls, data, "encoder config")
         values = dict(data)
         if "frontend" in values:
             values["frontend"] = FrontendConfig.from_dict(values["frontend"])
