@@ -47,6 +47,7 @@ from .metrics import (
     normalized_ranks,
     recall_at_k,
     uniformity,
+    unit_rows,
 )
 from .probe import linear_probe
 from .records import Segment
@@ -403,13 +404,7 @@ def embed_cached(
 
 def _embed(system, segs: list[Segment], progress: bool) -> np.ndarray:
     """The system's embeddings, checked and L2-normalised (float32)."""
-    emb = np.asarray(system.embed(segs, progress=progress), dtype=np.float32)
-    if emb.ndim != 2 or len(emb) != len(segs):
-        raise DatasetError(f"system {system.name!r} returned embeddings of shape {emb.shape} for {len(segs)} segments.")
-    norms = np.linalg.norm(emb, axis=1, keepdims=True)
-    if not np.all(np.isfinite(norms)) or np.any(norms == 0):
-        raise DatasetError(f"system {system.name!r} returned zero, NaN or infinite embeddings; check its input audio.")
-    return emb / norms
+    return unit_rows(system.embed(segs, progress=progress), len(segs), f"system {system.name!r}")
 
 
 def _safe_name(name: str) -> str:

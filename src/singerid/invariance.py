@@ -38,7 +38,7 @@ import numpy as np
 
 from .audio import SAMPLE_RATE, fit_length, load_audio, resample, write_audio
 from .errors import AudioError, DatasetError, TrialsError
-from .metrics import eer
+from .metrics import eer, unit_rows
 
 EmbedFn = Callable[[list[np.ndarray]], np.ndarray]
 TransformFn = Callable[[np.ndarray, int, np.random.Generator], "np.ndarray | None"]
@@ -226,13 +226,7 @@ def _resolve(transforms: Sequence[str | Transform] | None) -> list[Transform]:
 
 
 def _embed_checked(embed: EmbedFn, clips: list[np.ndarray], what: str) -> np.ndarray:
-    z = np.asarray(embed(clips), dtype=np.float64)
-    if z.ndim != 2 or len(z) != len(clips):
-        raise DatasetError(f"the embedding function returned shape {z.shape} for {len(clips)} {what} clips; it must return (n, dim).")
-    norms = np.linalg.norm(z, axis=1, keepdims=True)
-    if not np.all(np.isfinite(norms)) or np.any(norms == 0):
-        raise DatasetError(f"the embedding function gave zero or non-finite embeddings for {what} clips.")
-    return z / norms
+    return unit_rows(embed(clips), len(clips), f"the embedding function ({what} clips)", dtype=np.float64)
 
 
 def _pair_eer(scores: np.ndarray, same: np.ndarray, mask: np.ndarray) -> float | None:

@@ -107,6 +107,20 @@ def _embeddings_labels(embeddings, singers) -> tuple[np.ndarray, np.ndarray]:
     return z / norms, codes
 
 
+def unit_rows(embeddings, n_expected: int, source: str, dtype=np.float32) -> np.ndarray:
+    """``embeddings`` checked to be ``(n_expected, dim)``, finite and non-zero, then L2-normalised.
+
+    ``source`` names what produced them, for the :class:`DatasetError` raised otherwise.
+    """
+    z = np.asarray(embeddings, dtype=dtype)
+    if z.ndim != 2 or len(z) != n_expected:
+        raise DatasetError(f"{source} returned embeddings of shape {z.shape} for {n_expected} inputs; expected (n, dim).")
+    norms = np.linalg.norm(z, axis=1, keepdims=True)
+    if not np.all(np.isfinite(norms)) or np.any(norms == 0):
+        raise DatasetError(f"{source} returned zero, NaN or infinite embeddings; check its input audio.")
+    return z / norms
+
+
 def _rounded(similarities: np.ndarray) -> np.ndarray:
     """Similarities rounded to float32 (see the module docstring)."""
     return similarities.astype(np.float32)
