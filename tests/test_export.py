@@ -34,10 +34,15 @@ def small(tmp_path_factory):
     return _artifact(tmp_path_factory.mktemp("small") / "model")
 
 
-@pytest.fixture(scope="module", params=["torchscript", "onnx"])
+# (format, STFT inside the exported graph)
+EXPORTS = [("torchscript", "fft"), ("onnx", "onnx"), ("onnx", "conv")]
+
+
+@pytest.fixture(scope="module", params=EXPORTS, ids=["torchscript", "onnx-stft-op", "onnx-conv"])
 def exported(request, small, tmp_path_factory):
-    out = tmp_path_factory.mktemp("exported") / f"model{SUFFIX[request.param]}"
-    return request.param, export_model(small, out, request.param, verify=False)
+    fmt, stft = request.param
+    out = tmp_path_factory.mktemp("exported") / f"model{SUFFIX[fmt]}"
+    return fmt, export_model(small, out, fmt, verify=False, onnx_stft=stft if fmt == "onnx" else "onnx")
 
 
 def test_parity_with_eager_across_lengths_and_batches(small, exported):
@@ -66,8 +71,15 @@ def test_metadata_travels_inside_the_file(small, exported):
     if fmt == "onnx":
         import onnx
 
-        props = {p.key: p.value for p in onnx.load(str(result.path)).metadata_props}
+        proto = onnx.load(str(result.path))
+        props = {p.key: p.value for p in proto.metadata_props}
         assert props["embedding_dim"] == "256" and props["model_fingerprint"] == art.fingerprint
+        # The STFT the metadata names is the one in the graph: the ONNX operator, or a convolution.
+        ops = {node.op_type for node in proto.graph.node}
+        assert ("STFT" in ops) == (meta["stft"] == "onnx")
+        assert ("Conv" in ops) and meta["stft"] in ("onnx", "conv")
+    else:
+        assert meta["stft"] == "fft"
 
 
 def test_parity_check_detects_a_different_model(small, exported, tmp_path):
@@ -92,6 +104,8 @@ def test_bad_format_is_an_error(small, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["export", "--model", str(small), "--format", "tflite", "--out", str(tmp_path / "m")])
     assert "invalid choice" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="onnx, conv"):
+        export_model(small, tmp_path / "m.onnx", "onnx", onnx_stft="wavelet")
 
 
 def test_cli_exports_and_reports_parity(small, tmp_path, capsys):
@@ -120,6 +134,9 @@ def test_official_compat_export_keeps_batch_dependence(tmp_path):
     assert np.max(np.abs(alone - together)) > 1e-5
     with pytest.raises(AudioError, match="too short for reflect padding"):
         run(np.zeros((1, 500), np.float32))
+    onnx_result = export_model(art, tmp_path / "official.onnx", "onnx", lengths=(11025,), batch_sizes=(1, 2))
+    assert onnx_result.max_abs_diff < PARITY_TOLERANCE
+    np.testing.assert_allclose(load_exported(onnx_result.path)(wave), run(wave), atol=1e-5)
 
 
 def test_efficientnet_torchscript_parity(tmp_path):

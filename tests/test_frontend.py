@@ -115,15 +115,17 @@ def test_official_log_mel_matches_librosa_pipeline() -> None:
     np.testing.assert_allclose(ours, np.log(ref + 1e-8), rtol=0, atol=1e-9)
 
 
-def test_conv_stft_equals_torch_stft() -> None:
+@pytest.mark.parametrize("backend", ["conv", "onnx"])
+def test_export_stft_backends_equal_torch_stft(backend: str) -> None:
     y = torch.from_numpy(np.stack([signal(0.3, seed=3), signal(0.3, seed=4, f0=330.0)]))
     for pad_mode in ("constant", "reflect"):
         cfg = FrontendConfig(n_fft=512, hop_length=128, n_mels=40, pad_mode=pad_mode)
         frontend = LogMelFrontend(cfg, dtype=torch.float64)
         fft = frontend.power_spectrogram(y)
-        conv = frontend.set_stft_backend("conv").power_spectrogram(y)
-        assert conv.shape == fft.shape
-        torch.testing.assert_close(conv, fft, rtol=1e-9, atol=1e-9 * float(fft.max()))
+        other = frontend.set_stft_backend(backend).power_spectrogram(y)
+        assert frontend.stft_backend == backend
+        assert other.shape == fft.shape
+        torch.testing.assert_close(other, fft, rtol=1e-9, atol=1e-9 * float(fft.max()))
 
 
 def test_dft_basis_against_numpy_fft() -> None:
@@ -138,7 +140,7 @@ def test_dft_basis_against_numpy_fft() -> None:
 
 
 def test_unknown_stft_backend_is_rejected() -> None:
-    with pytest.raises(ConfigError, match="fft, conv"):
+    with pytest.raises(ConfigError, match="fft, onnx, conv"):
         LogMelFrontend().set_stft_backend("wavelet")
 
 
@@ -257,11 +259,12 @@ def test_torchscript_matches_eager() -> None:
     torch.testing.assert_close(loaded(x), frontend(x), rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("backend", ["onnx", "conv"])
 @pytest.mark.parametrize("mode", ["standard", "official-compat"])
-def test_onnx_export_matches_eager(mode: str) -> None:
+def test_onnx_export_matches_eager(mode: str, backend: str) -> None:
     ort = pytest.importorskip("onnxruntime")
     cfg = FrontendConfig(mode=mode)
-    exported = LogMelFrontend(cfg, stft_backend="conv").eval()
+    exported = LogMelFrontend(cfg, stft_backend=backend).eval()
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -246,12 +246,13 @@ def test_encoder_config_errors() -> None:
 # --- export -----------------------------------------------------------------------------------
 
 
-def onnx_parity(net: SingerEncoderNet, x: torch.Tensor) -> float:
-    """Export ``net`` (conv STFT) with dynamic batch and length; largest |onnx - eager| relative to the output scale."""
+def onnx_parity(net: SingerEncoderNet, x: torch.Tensor, stft: str = "onnx") -> float:
+    """Export ``net`` (STFT backend ``stft``) with dynamic batch and length; largest |onnx - eager|
+    relative to the output scale."""
     ort = pytest.importorskip("onnxruntime")
     with torch.no_grad():
         eager = net(x).numpy()
-    net.frontend.set_stft_backend("conv")
+    net.frontend.set_stft_backend(stft)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -282,8 +283,9 @@ def test_cpu_small_torchscript_matches_eager() -> None:
         assert relative_diff(scripted(x), net(x)) < 1e-6
 
 
-def test_cpu_small_onnx_matches_eager() -> None:
-    assert onnx_parity(calibrated(small_net(seed=2)), clips(3, 0.6, seed=5)) < 1e-4
+@pytest.mark.parametrize("stft", ["onnx", "conv"])
+def test_cpu_small_onnx_matches_eager(stft: str) -> None:
+    assert onnx_parity(calibrated(small_net(seed=2)), clips(3, 0.6, seed=5), stft) < 1e-4
 
 
 def test_efficientnet_onnx_matches_eager(b0_net: SingerEncoderNet) -> None:

@@ -19,18 +19,27 @@ Pipeline: centre padding -> STFT (periodic Hann window) -> power -> Slaney mel f
     ImageNet mean/std normalisation that follow in the original are applied by the model
     (:mod:`singerid.models`), not here.
 
-Two STFT implementations give the same numbers: ``torch.stft`` (fast; eager and TorchScript)
-and a strided ``conv1d`` with a fixed windowed DFT basis, which ONNX can export (the ONNX
-exporter cannot handle ``torch.stft``'s complex output). Switch with
-:meth:`LogMelFrontend.set_stft_backend` before an ONNX export. Both script with
-``torch.jit.script``; the conv path also traces (``torch.jit.trace``, ONNX) with dynamic batch
-size and length. The filterbank is applied band group by band group over only the STFT bins
-each group touches, which skips the filterbank's zeros (same result as the dense product).
+Three STFT implementations give the same numbers (:meth:`LogMelFrontend.set_stft_backend`):
+
+``"fft"`` (default)
+    ``torch.stft`` with complex output: fastest in eager PyTorch and TorchScript.
+``"onnx"``
+    explicit centre padding, then ``torch.stft`` with real output, which the ONNX exporter
+    (opset >= 17) maps to the ONNX ``STFT`` operator; the ONNX export default.
+``"conv"``
+    a strided ``conv1d`` with a fixed windowed DFT basis, for ONNX runtimes that lack the
+    ``STFT`` operator (about 2-3x slower in ONNX Runtime).
+
+The module scripts with ``torch.jit.script``; the ``onnx`` and ``conv`` paths also trace
+(``torch.jit.trace``, ONNX) with dynamic batch size and length. The filterbank is applied band
+group by band group over only the STFT bins each group touches, which skips the filterbank's
+zeros (same result as the dense product).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -42,7 +51,7 @@ from .errors import AudioError, ConfigError
 
 MODES = ("standard", "official-compat")
 PAD_MODES = ("constant", "reflect")
-STFT_BACKENDS = ("fft", "conv")
+STFT_BACKENDS = ("fft", "onnx", "conv")
 OFFICIAL_MEL_SAMPLE_RATE = 22050
 """The rate the authors' released code (unintentionally) built its mel filterbank for."""
 
@@ -251,13 +260,16 @@ class LogMelFrontend(nn.Module):
         self.register_buffer("window", torch.tensor(periodic_hann(self.n_fft), dtype=dtype), persistent=False)
         self.register_buffer("dft", torch.zeros(0, dtype=dtype), persistent=False)
         self.use_conv = False
+        self.use_real_stft = False
         self.set_stft_backend(stft_backend)
 
     def set_stft_backend(self, backend: str) -> LogMelFrontend:
-        """Use ``"fft"`` (``torch.stft``) or ``"conv"`` (DFT as conv1d, needed for ONNX export)."""
+        """Use ``"fft"`` (``torch.stft``), ``"onnx"`` (real-output ``torch.stft``, exported as the
+        ONNX STFT operator) or ``"conv"`` (DFT as conv1d, for runtimes without that operator)."""
         if backend not in STFT_BACKENDS:
             raise ConfigError(f"stft backend {backend!r}: choose one of {', '.join(STFT_BACKENDS)}.")
         self.use_conv = backend == "conv"
+        self.use_real_stft = backend == "onnx"
         # The conv basis is 2 * (n_fft / 2 + 1) * n_fft values (17 MB at n_fft=2048): only kept while in use.
         if self.use_conv and self.dft.numel() == 0:
             basis = dft_basis(self.n_fft, periodic_hann(self.n_fft))
@@ -268,8 +280,24 @@ class LogMelFrontend(nn.Module):
 
     @property
     def stft_backend(self) -> str:
-        """The STFT implementation in use: ``"fft"`` or ``"conv"``."""
-        return "conv" if self.use_conv else "fft"
+        """The STFT implementation in use: ``"fft"``, ``"onnx"`` or ``"conv"``."""
+        if self.use_conv:
+            return "conv"
+        return "onnx" if self.use_real_stft else "fft"
+
+    @torch.jit.unused
+    def _real_stft(self, wave):  # noqa: ANN001, ANN202 - TorchScript cannot resolve postponed annotations here
+        """Real and imaginary STFT parts from ``torch.stft(return_complex=False)`` on a padded signal,
+        the only form the ONNX exporter turns into its ``STFT`` operator (never scripted)."""
+        half = self.n_fft // 2
+        padded = nn.functional.pad(wave.unsqueeze(1), [half, half], mode=self.pad_mode).squeeze(1)
+        with warnings.catch_warnings():
+            # Real output is deprecated in eager PyTorch but is what the exporter understands.
+            warnings.filterwarnings("ignore", message=".*return_complex=False.*")
+            spec = torch.stft(
+                padded, self.n_fft, hop_length=self.hop_length, window=self.window, center=False, return_complex=False
+            )
+        return spec[..., 0], spec[..., 1]
 
     def power_spectrogram(self, wave: torch.Tensor) -> torch.Tensor:
         """|STFT|^2 with centre padding, ``(B, n_fft // 2 + 1, frames)``."""
@@ -286,6 +314,8 @@ class LogMelFrontend(nn.Module):
             padded = nn.functional.pad(wave.unsqueeze(1), [half, half], mode=self.pad_mode)
             spec = nn.functional.conv1d(padded, self.dft, stride=self.hop_length)
             real, imag = spec[:, : self.n_freqs], spec[:, self.n_freqs :]
+        elif self.use_real_stft:
+            real, imag = self._real_stft(wave)
         else:
             spec = torch.stft(
                 wave,
@@ -310,7 +340,7 @@ class LogMelFrontend(nn.Module):
 
     def log_mel(self, wave: torch.Tensor) -> torch.Tensor:
         """``log(mel power + log_eps)`` before any normalisation, ``(B, n_mels, frames)``."""
-        if self.use_conv or torch.jit.is_tracing() or wave.device.type != "cpu" or wave.shape[0] <= self.chunk_size:
+        if self.use_conv or self.use_real_stft or torch.jit.is_tracing() or wave.device.type != "cpu" or wave.shape[0] <= self.chunk_size:
             return torch.log(self.mel(self.power_spectrogram(wave)) + self.log_eps)
         parts = [torch.log(self.mel(self.power_spectrogram(part)) + self.log_eps) for part in wave.split(self.chunk_size)]
         return torch.cat(parts)

@@ -22,6 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--parity-batch-sizes", type=int, nargs="+", default=[1, 3], metavar="N",
         help="batch sizes of the parity check (default: 1 3)",
     )
+    parser.add_argument(
+        "--onnx-stft", choices=("onnx", "conv"), default="onnx",
+        help="ONNX only: the STFT as the ONNX STFT operator (default, fastest) or as a convolution, "
+        "for runtimes without that operator",
+    )
     parser.add_argument("--no-check", action="store_true", help="skip the parity check")
 
 
@@ -33,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--parity-lengths and --parity-batch-sizes must be positive.")
     result = export_model(
         args.model, args.out, args.format, verify=not args.no_check,
-        lengths=args.parity_lengths, batch_sizes=args.parity_batch_sizes,
+        lengths=args.parity_lengths, batch_sizes=args.parity_batch_sizes, onnx_stft=args.onnx_stft,
     )
     meta = result.metadata
     print(
