@@ -56,3 +56,25 @@ def write_result(name: str, result: dict, out_dir: Path = RESULTS_DIR) -> Path:
 
     payload = {"benchmark": name, "machine": machine_info(), **result}
     return write_text(out_dir / f"{name}.json", json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def linear_fit(sizes: list[int], seconds: list[float]) -> dict:
+    """Least-squares ``seconds = intercept + slope * size`` with its R^2, and the log-log exponent
+    (1 for cost proportional to size; well above 1 would mean super-linear growth)."""
+    import numpy as np
+
+    n = np.asarray(sizes, dtype=np.float64)
+    t = np.asarray(seconds, dtype=np.float64)
+    slope, intercept = np.polyfit(n, t, 1)
+    residual = t - (intercept + slope * n)
+    total = np.sum((t - t.mean()) ** 2)
+    exponent = np.polyfit(np.log(n), np.log(t), 1)[0]
+    return {
+        "sizes": [int(s) for s in sizes],
+        "seconds": [float(s) for s in seconds],
+        "slope_s_per_item": float(slope),
+        "intercept_s": float(intercept),
+        "r2": float(1.0 - np.sum(residual**2) / total) if total > 0 else 1.0,
+        "loglog_exponent": float(exponent),
+        "per_item_s": [float(s / k) for s, k in zip(seconds, sizes)],
+    }

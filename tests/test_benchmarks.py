@@ -6,13 +6,28 @@ import json
 
 import pytest
 
+from benchmarks.common import linear_fit
 from benchmarks.run_all import main
 
 
-@pytest.mark.parametrize("name", ["synth", "augment", "loading", "models", "embed"])
+@pytest.mark.parametrize("name", ["synth", "augment", "loading", "models", "embed", "scaling"])
 def test_benchmark_runs_quick_and_writes_json(tmp_path, name):
     assert main(["--quick", "--only", name, "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / f"{name}.json").read_text())
     assert result["benchmark"] == name
     assert result["machine"]["cores"] >= 1 and result["machine"]["torch"]
     assert len(result) > 2
+
+
+def test_linear_fit_recovers_a_known_line():
+    fit = linear_fit([10, 30, 100], [2.0 + 0.5 * n for n in (10, 30, 100)])
+    assert abs(fit["slope_s_per_item"] - 0.5) < 1e-12 and abs(fit["intercept_s"] - 2.0) < 1e-9
+    assert abs(fit["r2"] - 1.0) < 1e-12
+    assert fit["per_item_s"] == pytest.approx([0.7, 2.0 / 30 + 0.5, 0.52], rel=1e-12)
+
+
+def test_linear_fit_exponent_tells_linear_from_quadratic():
+    sizes = [100, 300, 1000]
+    assert abs(linear_fit(sizes, [0.01 * n for n in sizes])["loglog_exponent"] - 1.0) < 1e-9
+    quadratic = linear_fit(sizes, [1e-4 * n * n for n in sizes])
+    assert abs(quadratic["loglog_exponent"] - 2.0) < 1e-9 and quadratic["r2"] < 1.0
