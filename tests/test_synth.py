@@ -17,7 +17,8 @@ from singerid.baselines.handcrafted import F0_FEATURES, f0_stats_batch, mfcc_sta
 from singerid.cli import main
 from singerid.errors import ConfigError
 from singerid.records import read_recordings
-from singerid.synth import TECHNIQUES, _source, generate_corpus, sample_singer, sample_song, sing_song
+from singerid.synth import TECHNIQUES, generate_corpus, sample_singer, sample_song, sing_song
+from singerid.synth.render import _source
 
 N_SINGERS, N_SONGS, SECONDS, SEED = 10, 3, 16.0, 7
 
