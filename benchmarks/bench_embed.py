@@ -6,7 +6,10 @@ efficientnet_b0 (quick mode: cpu_small only, batches of 1 and 2, one thread). Ea
 - ``eager``: the PyTorch module under ``torch.no_grad()`` (the baseline, at batch 1, 1 thread),
 - ``inference_mode``: the same under ``torch.inference_mode()``,
 - ``channels_last``: inference mode with the backbone's weights in channels-last layout,
-- ``torchscript`` and ``onnxruntime``: the files ``singerid export`` writes,
+- ``torchscript`` and ``onnxruntime``: the files ``singerid export`` writes (ONNX with the
+  ONNX STFT operator; ``onnxruntime_conv`` with the conv1d STFT of ``--onnx-stft conv``),
+- ``library``: ``SingerEncoder.embed``, which runs the CPU batch in pieces of ``CPU_CHUNK``
+  windows (what ``singerid embed`` does),
 
 at batch 1 and 64 with 1 and 2 torch (or onnxruntime) threads. ``clips_per_s`` counts 4 s
 clips, ``real_time_factor`` is compute time over audio time (lower is faster) and
@@ -37,11 +40,12 @@ from benchmarks.common import time_call
 from singerid.artifact import Artifact, load_artifact, save_artifact
 from singerid.audio import SAMPLE_RATE
 from singerid.export import export_model, load_exported, parity_inputs
+from singerid.infer import SingerEncoder
 from singerid.models import EncoderConfig, build_encoder, count_parameters
 from singerid.trials import Trial, score_trials
 
 CLIP_SECONDS = 4.0
-VARIANTS = ("eager", "inference_mode", "channels_last", "torchscript", "onnxruntime")
+VARIANTS = ("eager", "inference_mode", "channels_last", "torchscript", "onnxruntime", "onnxruntime_conv", "library")
 
 
 def _timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict:
@@ -67,9 +71,12 @@ def _runners(art: Artifact, folder: Path, threads: int) -> dict[str, Callable[[n
     net_cl = copy.deepcopy(art.net).eval().to(memory_format=torch.channels_last)
     ts = folder / f"{art.config.backbone}.ts"
     onnx = folder / f"{art.config.backbone}.onnx"
+    onnx_conv = folder / f"{art.config.backbone}-conv.onnx"
     if not ts.exists():
         export_model(art, ts, "torchscript", verify=False)
         export_model(art, onnx, "onnx", verify=False)
+        export_model(art, onnx_conv, "onnx", verify=False, onnx_stft="conv")
+    encoder = SingerEncoder(art)
 
     def eager(x: np.ndarray):
         with torch.no_grad():
@@ -89,6 +96,8 @@ def _runners(art: Artifact, folder: Path, threads: int) -> dict[str, Callable[[n
         "channels_last": channels_last,
         "torchscript": load_exported(ts),
         "onnxruntime": load_exported(onnx, threads=threads),
+        "onnxruntime_conv": load_exported(onnx_conv, threads=threads),
+        "library": lambda x: encoder.embed(x, batch_size=len(x)),
     }
 
 
