@@ -54,3 +54,31 @@ def test_summary_over_seeds_is_mean_and_std():
 
 def test_settings_fingerprint_changes_with_settings():
     assert DemoSettings().fingerprint() != DemoSettings(max_steps=1).fingerprint()
+
+
+def test_stage_clock_estimates_from_measured_pace_and_never_goes_negative(monkeypatch, capsys):
+    import singerid.demo as demo
+
+    now = [0.0]
+    monkeypatch.setattr(demo.time, "monotonic", lambda: now[0])
+    clock = demo.StageClock({"corpus": 1.0, "training": 4.0, "evaluation": 1.0}, rounds=2)
+    assert clock.remaining_minutes() == 12.0
+    # Round 1 was done by an earlier run: its stages finish at once and leave the pace alone.
+    for name in ("corpus", "training", "evaluation"):
+        clock.begin(name, 0)
+        clock.end(name)
+    assert clock.remaining_minutes() == 6.0
+    # Corpus of round 2 takes twice its expected minute: the 5 minutes left become 10.
+    clock.begin("corpus", 1)
+    now[0] += 120.0
+    clock.end("corpus")
+    assert clock.remaining_minutes() == 10.0
+    line = clock.begin("training", 1)
+    assert line == "[2/3] training, seed 2/2 (2.0 min elapsed, about 10.0 min left)"
+    now[0] += 60.0 * 40
+    clock.end("training")
+    clock.begin("evaluation", 1)
+    clock.end("evaluation")
+    clock.end("evaluation")  # one stage too many still reads 0, not a negative time
+    assert clock.remaining_minutes() == 0.0
+    assert "seed 2/2" in capsys.readouterr().out

@@ -46,6 +46,7 @@ class DemoSettings:
     backbone: str = "cpu_small"
     max_steps: int = 550
     batch_size: int = 64
+    lr: float = 1e-3
     seed: int = 0
     condition: str = "cross-song"
     bank_variants: int = 2
@@ -61,23 +62,45 @@ QUICK = dict(
 """Overrides of ``--quick``: a few minutes on 2 cores (what CI runs)."""
 
 
-class _Stages:
-    """Stage headers with elapsed time and a rough estimate of the time left."""
+class StageClock:
+    """Stage headers with the time elapsed and an estimate of the time left.
 
-    def __init__(self, weights: dict[str, float]) -> None:
-        self.weights, self.done, self.start = weights, 0.0, time.monotonic()
+    ``minutes`` holds each stage's expected duration on a 2-core CPU. Stages that did real work
+    rescale the expectation by how fast they actually ran; stages that finished at once (done by
+    an earlier, interrupted run) count as done without skewing the rate.
+    """
 
-    def begin(self, name: str) -> None:
-        elapsed = time.monotonic() - self.start
-        left = ""
-        if self.done > 0:
-            remaining = elapsed / self.done * (sum(self.weights.values()) - self.done)
-            left = f", about {remaining / 60:.1f} min left"
-        names = list(self.weights)
-        print(f"[{names.index(name) + 1}/{len(names)}] {name} ({elapsed / 60:.1f} min elapsed{left})", flush=True)
+    def __init__(self, minutes: dict[str, float], rounds: int = 1) -> None:
+        self.minutes, self.rounds = minutes, rounds
+        self.expected_left = sum(minutes.values()) * rounds
+        self.worked_expected = self.worked_actual = 0.0
+        self.start = self.stage_start = time.monotonic()
+
+    def remaining_minutes(self) -> float:
+        """Expected minutes left, scaled by the measured pace of the stages that did work."""
+        pace = self.worked_actual / self.worked_expected if self.worked_expected > 0 else 1.0
+        return max(0.0, self.expected_left * pace)
+
+    def begin(self, name: str, round_index: int = 0) -> str:
+        """Print (and return) the header of stage ``name`` in round ``round_index``."""
+        self.stage_start = time.monotonic()
+        names = list(self.minutes)
+        where = f"[{names.index(name) + 1}/{len(names)}] {name}"
+        if self.rounds > 1:
+            where += f", seed {round_index + 1}/{self.rounds}"
+        elapsed = (self.stage_start - self.start) / 60
+        line = f"{where} ({elapsed:.1f} min elapsed, about {self.remaining_minutes():.1f} min left)"
+        print(line, flush=True)
+        return line
 
     def end(self, name: str) -> None:
-        self.done += self.weights[name]
+        """Mark stage ``name`` done; its duration updates the pace if it did real work."""
+        actual = (time.monotonic() - self.stage_start) / 60
+        expected = self.minutes[name]
+        self.expected_left = max(0.0, self.expected_left - expected)
+        if actual > 0.05 * expected:
+            self.worked_expected += expected
+            self.worked_actual += actual
 
 
 def _corpus(root: Path, s: DemoSettings, progress: bool) -> tuple[list[Recording], list[Recording]]:
@@ -125,7 +148,7 @@ def _train(run: Path, s: DemoSettings, train_files: list[Recording], progress: b
         "demo",
         [
             f"method={s.method}", f"model.backbone={s.backbone}", f"max_steps={s.max_steps}",
-            f"batch_size={s.batch_size}", f"seed={s.seed}", f"augment.bank_variants={s.bank_variants}",
+            f"batch_size={s.batch_size}", f"optim.lr={s.lr}", f"seed={s.seed}", f"augment.bank_variants={s.bank_variants}",
             f"augment.bank_seed={s.seed}", f"augment.bank_dir={run.parent / 'pitch-bank'}",
         ],
     )
@@ -180,25 +203,25 @@ def run_demo(
     write_text(run / "demo.json", json.dumps(state, indent=2) + "\n")
     print(f"singerid demo: {settings.method} on {settings.backbone}; seed(s) {settings.seed}..{settings.seed + seeds - 1}; output {run}", flush=True)
     all_results = []
-    # Rough minutes on a 2-core CPU: corpus and pitch banks 1.5, training one step per second, evaluation 1.5.
-    stages = _Stages({"corpus": 1.5, "training": settings.max_steps / 60.0, "evaluation": 1.5})
+    # Minutes on a 2-core CPU (measured): corpus and pitch banks 1.5, one training step a second, evaluation 1.
+    clock = StageClock({"corpus": 1.5, "training": settings.max_steps / 60.0, "evaluation": 1.0}, rounds=seeds)
     for k in range(seeds):
         s = dataclasses.replace(settings, seed=settings.seed + k)
         sub = run if seeds == 1 else run / f"seed{s.seed}"
-        stages.begin("corpus")
+        clock.begin("corpus", k)
         if data is None:
             train_files, eval_files = _corpus(root / "corpus" / f"seed{s.seed}", s, progress)
         else:
             from .datasets import discover
 
             train_files, eval_files = split_singers(discover(data), 0.25, s.seed)
-        stages.end("corpus")
-        stages.begin("training")
+        clock.end("corpus")
+        clock.begin("training", k)
         model = _train(sub, s, train_files, progress)
-        stages.end("training")
-        stages.begin("evaluation")
+        clock.end("training")
+        clock.begin("evaluation", k)
         results = _evaluate(sub, s, eval_files, model, progress)
-        stages.end("evaluation")
+        clock.end("evaluation")
         all_results.append(results)
         print(markdown_table(results), flush=True)
     if seeds > 1:
