@@ -215,12 +215,13 @@ class PitchBank:
     range_ratios: tuple[float, ...]
 
 
-def _key_seed(song_key: str) -> int:
+def key_seed(song_key: str) -> int:
+    """A stable 64-bit seed from a song key (the same in every process, unlike ``hash``)."""
     return int.from_bytes(hashlib.blake2b(song_key.encode("utf-8"), digest_size=8).digest(), "little")
 
 
 def _bank_draws(song_key: str, cfg: AugmentConfig) -> tuple[list[tuple[float, float]], int]:
-    rng = np.random.default_rng([cfg.bank_seed, _key_seed(song_key)])
+    rng = np.random.default_rng([cfg.bank_seed, key_seed(song_key)])
     factors = [draw_pitch_factors(rng, cfg) for _ in range(cfg.bank_variants)]
     return factors, int(rng.integers(PRAAT_SEEDS))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
@@ -10,7 +9,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from ..audio import fit_length, peak_normalize
-from ..augment import AugmentConfig, Augmenter
+from ..augment import AugmentConfig, Augmenter, key_seed
 from ..distributed import world as distributed_world
 from ..errors import ConfigError, DatasetError
 from .index import ShardInfo
@@ -41,10 +40,6 @@ def _shuffled(items: Iterable[T], size: int, rng: np.random.Generator) -> Iterat
         j = int(rng.integers(len(buffer)))
         buffer[j], buffer[-1] = buffer[-1], buffer[j]
         yield buffer.pop()
-
-
-def _key_seed(key: str) -> int:
-    return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "little")
 
 
 def batches_before(step: int, worker: int, num_workers: int) -> int:
@@ -124,7 +119,7 @@ class ShardPairStream(IterableDataset):
 
     def pair(self, record: ShardRecord, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Two augmented crops of ``record``, a pure function of ``(seed, epoch, record.key)``."""
-        rng = np.random.default_rng([self.seed, epoch, _key_seed(record.key)])
+        rng = np.random.default_rng([self.seed, epoch, key_seed(record.key)])
         n = self.crop_samples
         room = max(0, record.frames - n)
         views = []
