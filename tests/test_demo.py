@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from singerid.cli import main
@@ -50,6 +51,22 @@ def test_summary_over_seeds_is_mean_and_std():
     assert summary["systems"]["learned"]["eer"]["mean"] == pytest.approx(0.25)
     assert summary["systems"]["learned"]["eer"]["std"] == pytest.approx(0.05)
     assert "25.0 ± 5.0" in summary_table([result(0, 0.2), result(1, 0.3)])
+
+
+def test_summary_reports_the_gap_to_each_baseline_per_seed():
+    def result(seed, learned, mfcc):
+        def system(eer):
+            return {"eer": {"value": eer}, "min_dcf": {"0.01": {"value": 0.5}}, "mnr": {"value": 0.1},
+                    "retrieval": {"recall@1": 0.4}}
+
+        return {"demo": {"seed": seed}, "systems": {"learned": system(learned), "mfcc": system(mfcc)}}
+
+    runs = [result(0, 0.20, 0.35), result(1, 0.27, 0.32), result(2, 0.34, 0.31)]
+    gap = summarise(runs)["eer_gap_learned_minus"]["mfcc"]
+    assert gap["per_seed"] == pytest.approx([-0.15, -0.05, 0.03])
+    assert gap["mean"] == pytest.approx(-0.17 / 3)
+    assert gap["std"] == pytest.approx(np.std([-0.15, -0.05, 0.03]))
+    assert "- mfcc: -5.7 ± 7.4 (per seed: -15.0, -5.0, +3.0)" in summary_table(runs)
 
 
 def test_settings_fingerprint_changes_with_settings():

@@ -259,7 +259,16 @@ def summarise(all_results: list[dict]) -> dict:
             "recall@1": [p["retrieval"]["recall@1"] for p in per_seed],
         }
         out[name] = {k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "per_seed": v} for k, v in values.items() if v}
-    return {"seeds": [r["demo"]["seed"] for r in all_results], "systems": out}
+    summary = {"seeds": [r["demo"]["seed"] for r in all_results], "systems": out}
+    if "learned" in out:
+        # The demo's claim is a margin over each baseline, so its spread is taken over the per-seed gaps.
+        learned = np.array(out["learned"]["eer"]["per_seed"])
+        summary["eer_gap_learned_minus"] = {
+            name: {"mean": float(np.mean(gap)), "std": float(np.std(gap)), "per_seed": gap.tolist()}
+            for name in out if name != "learned"
+            for gap in [learned - np.array(out[name]["eer"]["per_seed"])]
+        }
+    return summary
 
 
 def summary_table(all_results: list[dict]) -> str:
@@ -278,4 +287,10 @@ def summary_table(all_results: list[dict]) -> str:
             return f"{scale * m[key]['mean']:.{digits}f} ± {scale * m[key]['std']:.{digits}f}"
 
         lines.append(f"| {name} | {cell('eer')} | {cell('min_dcf_0.01', 1, 3)} | {cell('mnr', 1, 3)} | {cell('top1')} | {cell('recall@1')} |")
+    gaps = summary.get("eer_gap_learned_minus", {})
+    if gaps:
+        lines += ["", "Learned EER minus each baseline's, in points (negative: the learned model is better):", ""]
+        for name, g in gaps.items():
+            seeds = ", ".join(f"{100 * v:+.1f}" for v in g["per_seed"])
+            lines.append(f"- {name}: {100 * g['mean']:+.1f} ± {100 * g['std']:.1f} (per seed: {seeds})")
     return "\n".join(lines) + "\n"
