@@ -8,7 +8,7 @@ efficientnet_b0 (quick mode: cpu_small only, batches of 1 and 2, one thread). Ea
 - ``channels_last``: inference mode with the backbone's weights in channels-last layout,
 - ``torchscript`` and ``onnxruntime``: the files ``singerid export`` writes (ONNX with the
   ONNX STFT operator; ``onnxruntime_conv`` with the conv1d STFT of ``--onnx-stft conv``),
-- ``library``: ``SingerEncoder.embed``, which runs the CPU batch in pieces of ``CPU_CHUNK``
+- ``library``: ``SingerEncoder.embed``, which runs EfficientNet-B0 on the CPU in pieces of 4
   windows (what ``singerid embed`` does),
 
 at batch 1 and 64 with 1 and 2 torch (or onnxruntime) threads. ``clips_per_s`` counts 4 s

@@ -11,7 +11,8 @@ from singerid.artifact import load_artifact, save_artifact, update_calibration
 from singerid.cli import main
 from singerid.errors import AudioError, CheckpointError, ConfigError
 from singerid.extract import extract_to_npz, load_embeddings
-from singerid.infer import CPU_CHUNK, load_model
+from singerid import infer
+from singerid.infer import load_model
 from singerid.models import EncoderConfig, build_encoder
 from singerid.profiles import UNKNOWN, Gallery
 from tests.conftest import voiced_clip
@@ -69,14 +70,22 @@ def test_embeddings_are_normalised_and_batch_invariant(encoder):
         np.testing.assert_allclose(encoder.embed(clips[i])[0], batch[i], atol=1e-5)
 
 
-def test_cpu_pieces_give_the_whole_batch_result(encoder):
+def test_cpu_pieces_give_the_whole_batch_result(encoder, monkeypatch):
     # More windows than one CPU piece, with a remainder: same as the network on the whole batch.
-    n = 2 * CPU_CHUNK + 1
+    monkeypatch.setitem(infer.CPU_PIECES, "cpu_small", 4)
+    calls = []
+    hook = encoder.net.register_forward_hook(lambda module, args, out: calls.append(len(args[0])))
+    n = 9
     clips = np.stack([voiced_clip(120 + 25 * i, 1.5, 0.5 + 0.1 * i, 10 + i) for i in range(n)]).astype(np.float32)
     with torch.inference_mode():
         whole = encoder.net(torch.from_numpy(clips)).numpy()
     whole /= np.linalg.norm(whole, axis=1, keepdims=True)
-    np.testing.assert_allclose(encoder.embed(clips), whole, atol=1e-5)
+    calls.clear()
+    try:
+        np.testing.assert_allclose(encoder.embed(clips), whole, atol=1e-5)
+    finally:
+        hook.remove()
+    assert calls == [4, 4, 1]
 
 
 def test_any_rate_and_stereo_are_accepted(encoder):

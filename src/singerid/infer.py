@@ -21,8 +21,11 @@ from .artifact import Artifact, load_artifact
 from .audio import SAMPLE_RATE, check_audio, fit_length, frame_levels_db, load_audio, resample, to_mono, SILENCE_DB
 from .errors import AudioError, ConfigError
 
-CPU_CHUNK = 4
-"""Windows per forward pass on the CPU (measured fastest for EfficientNet-B0 and cpu_small)."""
+CPU_PIECES = {"efficientnet_b0": 4}
+"""Windows per forward pass on the CPU, by backbone; other backbones take the whole batch at once.
+
+EfficientNet-B0 runs about 1.7x faster in pieces of 4 than as one batch of 64 on 2 cores (its
+activations then stay in cache); cpu_small is fastest as one batch (benchmarks/bench_embed.py)."""
 
 AudioLike = Union[np.ndarray, torch.Tensor]
 ClipLike = Union[str, os.PathLike, np.ndarray, torch.Tensor]
@@ -101,11 +104,10 @@ class SingerEncoder:
         if not self.batch_independent:
             # One window at a time, so an official-compat embedding still ignores its batch-mates.
             return normalize(torch.cat([self.net(row[None]) for row in x]).float().cpu().numpy())
-        if self.device.type == "cpu":
-            # Small pieces keep the activations in cache: about 2x the clips/s of one batch of 64
-            # for EfficientNet-B0 on 2 cores (benchmarks/bench_embed.py); embeddings do not depend
-            # on the batch, so the result is the same.
-            return normalize(torch.cat([self.net(part) for part in x.split(CPU_CHUNK)]).float().numpy())
+        piece = CPU_PIECES.get(self.artifact.config.backbone) if self.device.type == "cpu" else None
+        if piece:
+            # Embeddings do not depend on the batch, so pieces give the same result, faster.
+            return normalize(torch.cat([self.net(part) for part in x.split(piece)]).float().numpy())
         return normalize(self.net(x).float().cpu().numpy())
 
     def _prepare(self, audio: np.ndarray, source: str) -> np.ndarray:
