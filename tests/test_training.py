@@ -93,3 +93,26 @@ def test_config_errors_name_the_key():
         load_config("demo", ["method=simclr"])
     with pytest.raises(ConfigError, match="no built-in config"):
         load_config("nonexistent")
+
+
+def test_song_keys_ignore_where_the_data_lives(tmp_path):
+    from singerid.training.data import song_keys
+
+    here = [str(tmp_path / "a" / "data" / s / "x.wav") for s in ("s1", "s2")]
+    moved = [str(tmp_path / "b" / "deeper" / "data" / s / "x.wav") for s in ("s1", "s2")]
+    assert song_keys(here) == song_keys(moved) == ["s1/x.wav", "s2/x.wav"]
+    assert song_keys([str(tmp_path / "one" / "x.wav")]) == ["x.wav"]
+    assert song_keys([]) == []
+
+
+def test_training_does_not_depend_on_where_the_corpus_lives(tmp_path, tone_corpus):
+    import shutil
+
+    pitch = ["augment.pitch_mode=bank", "augment.pitch_p=1.0", "augment.bank_variants=1"]
+    weights = []
+    for place in ("here", "somewhere/else"):
+        data = shutil.copytree(tone_corpus, tmp_path / place / "data")
+        result = train(_tiny("vicreg", 2, *pitch), discover(data), tmp_path / place / "run", progress=False)
+        weights.append(load_artifact(result.artifact).net.state_dict())
+    for key in weights[0]:
+        torch.testing.assert_close(weights[0][key], weights[1][key], rtol=0, atol=0, msg=key)

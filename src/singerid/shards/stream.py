@@ -126,7 +126,7 @@ class ShardPairStream(IterableDataset):
         for _ in range(2):
             start = int(rng.integers(room + 1))
             crop = peak_normalize(fit_length(record.read(start, n), n, pad="repeat"))
-            view = self.augmenter.view(f"{record.meta['path']}@{start}", crop, 0, n, rng)
+            view = self.augmenter.view(f"{record.key}@{start}", crop, 0, n, rng)
             views.append(torch.from_numpy(np.ascontiguousarray(view, dtype=np.float32)))
         return views[0], views[1]
 

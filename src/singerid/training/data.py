@@ -38,19 +38,34 @@ def split_files(recordings: Sequence[Recording], val_fraction: float, seed: int)
     return train, val
 
 
+def song_keys(paths: Sequence[str]) -> list[str]:
+    """Each file's path below the files' common folder, with ``/`` separators.
+
+    Augmentation draws are seeded from these keys, so a training run gives the same result
+    wherever its data lives (absolute, relative or moved).
+    """
+    absolute = [os.path.abspath(p) for p in paths]
+    if not absolute:
+        return []
+    root = os.path.commonpath([os.path.dirname(p) for p in absolute])
+    return [os.path.relpath(p, root).replace(os.sep, "/") for p in absolute]
+
+
 class SongStore:
-    """Peak-normalised float32 audio of each training file, keyed by path (loaded once, shared by forked workers)."""
+    """Peak-normalised float32 audio of each training file, keyed by :func:`song_keys` (loaded
+    once, shared by forked workers)."""
 
     def __init__(self, recordings: Sequence[Recording], crop_samples: int, preload: bool) -> None:
         self.paths = [r.path for r in recordings]
+        self.keys = song_keys(self.paths)
         self.crop_samples = crop_samples
         self.preload = preload
         self._audio: dict[str, np.ndarray] = {}
         self.lengths = np.array([audio_info(p).frames for p in self.paths]) if not preload else None
         if preload:
-            for p in self.paths:
-                self._audio[p] = peak_normalize(load_audio(p))
-            self.lengths = np.array([len(self._audio[p]) for p in self.paths])
+            for key, p in zip(self.keys, self.paths):
+                self._audio[key] = peak_normalize(load_audio(p))
+            self.lengths = np.array([len(self._audio[k]) for k in self.keys])
         short = int(np.sum(self.lengths < crop_samples))
         if short:
             log.warning("%d of %d training files are shorter than one crop; they are repeat-padded.", short, len(self.paths))
@@ -60,7 +75,7 @@ class SongStore:
         return self._audio
 
     def song(self, i: int) -> np.ndarray:
-        return self._audio[self.paths[i]]
+        return self._audio[self.keys[i]]
 
     def read_crop(self, i: int, start: int) -> np.ndarray:
         """One crop read from disk (the not-preloaded path), peak-normalised."""
@@ -89,10 +104,10 @@ class PairDataset(Dataset):
                 song = self.store.song(i)
                 if len(song) < n:
                     song = fit_length(song, n, pad="repeat")
-                view = self.augmenter.view(self.store.paths[i], song, start, n, rng)
+                view = self.augmenter.view(self.store.keys[i], song, start, n, rng)
             else:
                 crop = self.store.read_crop(i, start)
-                view = self.augmenter.view(f"{self.store.paths[i]}@{start}", crop, 0, n, rng)
+                view = self.augmenter.view(f"{self.store.keys[i]}@{start}", crop, 0, n, rng)
             views.append(torch.from_numpy(np.ascontiguousarray(view, dtype=np.float32)))
         return views[0], views[1]
 
