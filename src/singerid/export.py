@@ -7,7 +7,7 @@ a ``singerid.json`` extra file for TorchScript, ``metadata_props`` for ONNX.
 
 TorchScript keeps ``torch.stft``. ONNX maps the STFT to the ONNX ``STFT`` operator (opset 17)
 by default, or, with ``onnx_stft="conv"``, to the frontend's conv1d STFT for runtimes that lack
-that operator (2-3x slower in ONNX Runtime). Both give the same numbers to float precision;
+that operator (up to about 1.6x slower in ONNX Runtime). Both give the same numbers to float precision;
 :func:`check_parity` measures that against eager PyTorch.
 
 Official-compat models divide the log-mel by its maximum over the whole batch (the authors'

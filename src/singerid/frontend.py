@@ -28,7 +28,7 @@ Three STFT implementations give the same numbers (:meth:`LogMelFrontend.set_stft
     (opset >= 17) maps to the ONNX ``STFT`` operator; the ONNX export default.
 ``"conv"``
     a strided ``conv1d`` with a fixed windowed DFT basis, for ONNX runtimes that lack the
-    ``STFT`` operator (about 2-3x slower in ONNX Runtime).
+    ``STFT`` operator (up to about 1.6x slower in ONNX Runtime).
 
 The module scripts with ``torch.jit.script``; the ``onnx`` and ``conv`` paths also trace
 (``torch.jit.trace``, ONNX) with dynamic batch size and length. The filterbank is applied band
