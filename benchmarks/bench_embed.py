@@ -7,7 +7,8 @@ efficientnet_b0 (quick mode: cpu_small only, batches of 1 and 2, one thread). Ea
 - ``inference_mode``: the same under ``torch.inference_mode()``,
 - ``channels_last``: inference mode with the backbone's weights in channels-last layout,
 - ``torchscript`` and ``onnxruntime``: the files ``singerid export`` writes (ONNX with the
-  ONNX STFT operator; ``onnxruntime_conv`` with the conv1d STFT of ``--onnx-stft conv``),
+  factorised matmul DFT; ``onnxruntime_stft_op`` with the ONNX STFT operator of
+  ``--onnx-stft onnx``; ``onnxruntime_conv`` with the conv1d STFT of ``--onnx-stft conv``),
 - ``library``: ``SingerEncoder.embed``, which runs EfficientNet-B0 on the CPU in pieces of 4
   windows (what ``singerid embed`` does),
 
@@ -45,7 +46,12 @@ from singerid.models import EncoderConfig, build_encoder, count_parameters
 from singerid.trials import Trial, score_trials
 
 CLIP_SECONDS = 4.0
-VARIANTS = ("eager", "inference_mode", "channels_last", "torchscript", "onnxruntime", "onnxruntime_conv", "library")
+VARIANTS = (
+    "eager", "inference_mode", "channels_last", "torchscript",
+    "onnxruntime", "onnxruntime_stft_op", "onnxruntime_conv", "library",
+)
+ONNX_VARIANTS = {"onnxruntime": "matmul", "onnxruntime_stft_op": "onnx", "onnxruntime_conv": "conv"}
+"""Each ONNX Runtime variant and the ``--onnx-stft`` its file is exported with."""
 
 
 def _timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict:
@@ -70,12 +76,11 @@ def _runners(art: Artifact, folder: Path, threads: int) -> dict[str, Callable[[n
     net = copy.deepcopy(art.net).eval()
     net_cl = copy.deepcopy(art.net).eval().to(memory_format=torch.channels_last)
     ts = folder / f"{art.config.backbone}.ts"
-    onnx = folder / f"{art.config.backbone}.onnx"
-    onnx_conv = folder / f"{art.config.backbone}-conv.onnx"
+    onnx = {variant: folder / f"{art.config.backbone}-{stft}.onnx" for variant, stft in ONNX_VARIANTS.items()}
     if not ts.exists():
         export_model(art, ts, "torchscript", verify=False)
-        export_model(art, onnx, "onnx", verify=False)
-        export_model(art, onnx_conv, "onnx", verify=False, onnx_stft="conv")
+        for variant, stft in ONNX_VARIANTS.items():
+            export_model(art, onnx[variant], "onnx", verify=False, onnx_stft=stft)
     encoder = SingerEncoder(art)
 
     def eager(x: np.ndarray):
@@ -95,8 +100,7 @@ def _runners(art: Artifact, folder: Path, threads: int) -> dict[str, Callable[[n
         "inference_mode": inference,
         "channels_last": channels_last,
         "torchscript": load_exported(ts),
-        "onnxruntime": load_exported(onnx, threads=threads),
-        "onnxruntime_conv": load_exported(onnx_conv, threads=threads),
+        **{variant: load_exported(path, threads=threads) for variant, path in onnx.items()},
         "library": lambda x: encoder.embed(x, batch_size=len(x)),
     }
 

@@ -35,14 +35,16 @@ def small(tmp_path_factory):
 
 
 # (format, STFT inside the exported graph)
-EXPORTS = [("torchscript", "fft"), ("onnx", "onnx"), ("onnx", "conv")]
+EXPORTS = [("torchscript", "fft"), ("onnx", "matmul"), ("onnx", "onnx"), ("onnx", "conv")]
 
 
-@pytest.fixture(scope="module", params=EXPORTS, ids=["torchscript", "onnx-stft-op", "onnx-conv"])
+@pytest.fixture(scope="module", params=EXPORTS, ids=["torchscript", "onnx-matmul", "onnx-stft-op", "onnx-conv"])
 def exported(request, small, tmp_path_factory):
     fmt, stft = request.param
     out = tmp_path_factory.mktemp("exported") / f"model{SUFFIX[fmt]}"
-    return fmt, export_model(small, out, fmt, verify=False, onnx_stft=stft if fmt == "onnx" else "onnx")
+    result = export_model(small, out, fmt, verify=False, **({"onnx_stft": stft} if fmt == "onnx" else {}))
+    assert result.metadata["stft"] == stft
+    return fmt, result
 
 
 def test_parity_with_eager_across_lengths_and_batches(small, exported):
@@ -61,6 +63,13 @@ def test_exported_output_matches_encoder_embed_and_is_unit_norm(small, exported)
     np.testing.assert_allclose(got, want, atol=1e-4)
 
 
+def constant_shapes(proto) -> set[tuple[int, ...]]:
+    """Shapes of an ONNX graph's initializers and Constant-node tensors."""
+    tensors = list(proto.graph.initializer)
+    tensors += [a.t for node in proto.graph.node if node.op_type == "Constant" for a in node.attribute if a.name == "value"]
+    return {tuple(t.dims) for t in tensors}
+
+
 def test_metadata_travels_inside_the_file(small, exported):
     fmt, result = exported
     meta = read_metadata(result.path)
@@ -74,12 +83,23 @@ def test_metadata_travels_inside_the_file(small, exported):
         proto = onnx.load(str(result.path))
         props = {p.key: p.value for p in proto.metadata_props}
         assert props["embedding_dim"] == "256" and props["model_fingerprint"] == art.fingerprint
-        # The STFT the metadata names is the one in the graph: the ONNX operator, or a convolution.
+        # The STFT the metadata names is the one in the graph: the ONNX operator, matrix products
+        # fed straight from the waveform's frames, or a convolution (cpu_small has Conv layers anyway).
         ops = {node.op_type for node in proto.graph.node}
         assert ("STFT" in ops) == (meta["stft"] == "onnx")
-        assert ("Conv" in ops) and meta["stft"] in ("onnx", "conv")
+        assert ((64, 64, 34) in constant_shapes(proto)) == (meta["stft"] == "matmul")  # stage-2 DFT matrices
+        assert ("Conv" in ops) and meta["stft"] in ("matmul", "onnx", "conv")
     else:
         assert meta["stft"] == "fft"
+
+
+def test_batches_run_in_pieces_give_whole_batch_embeddings(exported):
+    _, result = exported
+    wave = parity_inputs(11025, 9, seed=8)
+    whole = load_exported(result.path, piece=None)(wave)
+    np.testing.assert_allclose(load_exported(result.path, piece=4)(wave), whole, atol=1e-5)
+    with pytest.raises(ConfigError, match="piece=0"):
+        load_exported(result.path, piece=0)
 
 
 def test_parity_check_detects_a_different_model(small, exported, tmp_path):
@@ -104,7 +124,7 @@ def test_bad_format_is_an_error(small, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["export", "--model", str(small), "--format", "tflite", "--out", str(tmp_path / "m")])
     assert "invalid choice" in capsys.readouterr().err
-    with pytest.raises(ConfigError, match="onnx, conv"):
+    with pytest.raises(ConfigError, match="matmul, onnx, conv"):
         export_model(small, tmp_path / "m.onnx", "onnx", onnx_stft="wavelet")
 
 
@@ -137,6 +157,10 @@ def test_official_compat_export_keeps_batch_dependence(tmp_path):
     onnx_result = export_model(art, tmp_path / "official.onnx", "onnx", lengths=(11025,), batch_sizes=(1, 2))
     assert onnx_result.max_abs_diff < PARITY_TOLERANCE
     np.testing.assert_allclose(load_exported(onnx_result.path)(wave), run(wave), atol=1e-5)
+    # Asked to run one clip at a time, a batch-dependent model still sees the whole batch.
+    for path in (result.path, onnx_result.path):
+        np.testing.assert_allclose(load_exported(path, piece=1)(wave), together_all := run(wave), atol=1e-5)
+        assert np.max(np.abs(together_all[:1] - alone)) > 1e-5
 
 
 def test_efficientnet_torchscript_parity(tmp_path):

@@ -12,6 +12,7 @@ import torch
 
 from singerid.errors import AudioError, ConfigError
 from singerid.frontend import (
+    FactoredDFT,
     FrontendConfig,
     LogMelFrontend,
     dft_basis,
@@ -115,7 +116,7 @@ def test_official_log_mel_matches_librosa_pipeline() -> None:
     np.testing.assert_allclose(ours, np.log(ref + 1e-8), rtol=0, atol=1e-9)
 
 
-@pytest.mark.parametrize("backend", ["conv", "onnx"])
+@pytest.mark.parametrize("backend", ["conv", "onnx", "matmul"])
 def test_export_stft_backends_equal_torch_stft(backend: str) -> None:
     y = torch.from_numpy(np.stack([signal(0.3, seed=3), signal(0.3, seed=4, f0=330.0)]))
     for pad_mode in ("constant", "reflect"):
@@ -140,8 +141,33 @@ def test_dft_basis_against_numpy_fft() -> None:
 
 
 def test_unknown_stft_backend_is_rejected() -> None:
-    with pytest.raises(ConfigError, match="fft, onnx, conv"):
+    with pytest.raises(ConfigError, match="fft, onnx, matmul, conv"):
         LogMelFrontend().set_stft_backend("wavelet")
+
+
+@pytest.mark.parametrize(("n_fft", "rows"), [(2048, None), (2048, 32), (600, None), (17, None), (12, 1)])
+def test_factored_dft_power_against_numpy_rfft(n_fft: int, rows: int | None) -> None:
+    window = periodic_hann(n_fft)
+    plan = FactoredDFT.build(n_fft, window, rows=rows)
+    assert plan.rows * plan.cols == n_fft
+    frames = np.random.default_rng(n_fft).standard_normal((3, 2, n_fft))
+    want = np.abs(np.fft.rfft(frames * window)) ** 2
+    np.testing.assert_allclose(plan.power(frames), want, rtol=0, atol=1e-10 * want.max())
+
+
+def test_factored_dft_default_split() -> None:
+    # Smallest divisor >= sqrt(n): 64 x 32 for 2048; a prime length degenerates to one direct DFT.
+    plan = FactoredDFT.build(2048, periodic_hann(2048))
+    assert (plan.rows, plan.cols, plan.out_bins) == (64, 32, 17)
+    assert FactoredDFT.build(600, periodic_hann(600)).rows == 25
+    assert FactoredDFT.build(17, periodic_hann(17)).cols == 1
+    with pytest.raises(ConfigError, match="does not divide"):
+        FactoredDFT.build(2048, periodic_hann(2048), rows=48)
+
+
+def test_matmul_backend_needs_hop_dividing_n_fft() -> None:
+    with pytest.raises(ConfigError, match="multiple of hop_length"):
+        LogMelFrontend(FrontendConfig(n_fft=2048, hop_length=300), stft_backend="matmul")
 
 
 # --- normalisation and batch (in)dependence -----------------------------------------------
@@ -259,7 +285,7 @@ def test_torchscript_matches_eager() -> None:
     torch.testing.assert_close(loaded(x), frontend(x), rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("backend", ["onnx", "conv"])
+@pytest.mark.parametrize("backend", ["onnx", "matmul", "conv"])
 @pytest.mark.parametrize("mode", ["standard", "official-compat"])
 def test_onnx_export_matches_eager(mode: str, backend: str) -> None:
     ort = pytest.importorskip("onnxruntime")
