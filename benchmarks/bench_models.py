@@ -1,13 +1,13 @@
-"""Encoder speed: inference and training clips/s for cpu_small and efficientnet_b0, 1 and 2 threads.
+"""Encoder inference speed: clips/s for cpu_small and efficientnet_b0, 1 and 2 threads.
 
 Clips are 4 s at 44.1 kHz (the paper's crops); quick mode uses 0.5 s clips, tiny batches and one
-thread. "forward" is an eval-mode, no-grad pass waveform -> embedding; "train" is one optimisation
-step (frontend, backbone, projection head, backward, Adam). The baseline, timed in the same run
-and thread setting, is the log-mel frontend alone on the same clips; every speed is also given as
-a ratio to it. Wall-clock medians grow when other work shares the machine; ``best`` uses the
-fastest repeat. On a machine busy with other processes, OpenMP's default spin-waiting can make
-2 threads several times slower than 1; ``OMP_WAIT_POLICY=PASSIVE`` (set before Python starts)
-avoids that, so the setting in force is recorded with the results.
+thread. "forward" is an eval-mode, no-grad pass waveform -> embedding (training steps are timed
+by ``bench_train``). The baseline, timed in the same run and thread setting, is the log-mel
+frontend alone on the same clips; every speed is also given as a ratio to it. Wall-clock
+medians grow when other work shares the machine; ``best`` uses the fastest repeat. On a machine
+busy with other processes, OpenMP's default spin-waiting can make 2 threads several times slower
+than 1; ``OMP_WAIT_POLICY=PASSIVE`` (set before Python starts) avoids that, so the setting in
+force is recorded with the results.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 
 from benchmarks.common import time_call
 from singerid.audio import SAMPLE_RATE
-from singerid.models import EncoderConfig, ProjectionHead, build_encoder, count_parameters
+from singerid.models import EncoderConfig, build_encoder, count_parameters
 
 
 def _clips(n: int, seconds: float, seed: int = 0) -> torch.Tensor:
@@ -41,31 +41,19 @@ def _rates(stats: dict, batch: int) -> dict:
 
 def _measure_backbone(backbone: str, batch: int, wave: torch.Tensor, repeats: int, frontend_rate: float) -> dict:
     torch.manual_seed(0)
-    net = build_encoder(EncoderConfig(backbone=backbone))
-    head = ProjectionHead(net.embedding_dim)
-    optimiser = torch.optim.Adam([*net.parameters(), *head.parameters()], lr=1e-4)
+    net = build_encoder(EncoderConfig(backbone=backbone)).eval()
     x = wave[:batch]
 
     def forward() -> None:
         with torch.no_grad():
             net(x)
 
-    def train_step() -> None:
-        optimiser.zero_grad(set_to_none=True)
-        head(net(x)).sum().backward()
-        optimiser.step()
-
-    net.eval()
     fwd = _rates(time_call(forward, repeats, warmup=1), batch)
-    net.train()
-    train = _rates(time_call(train_step, repeats, warmup=1), batch)
     return {
         "batch": batch,
         "parameters": count_parameters(net),
         "forward": fwd,
-        "train": train,
         "forward_vs_frontend": fwd["clips_per_s"] / frontend_rate,
-        "train_vs_frontend": train["clips_per_s"] / frontend_rate,
     }
 
 

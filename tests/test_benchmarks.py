@@ -10,7 +10,7 @@ from benchmarks.common import linear_fit
 from benchmarks.run_all import main
 
 
-@pytest.mark.parametrize("name", ["synth", "augment", "loading", "models", "embed", "scaling"])
+@pytest.mark.parametrize("name", ["synth", "augment", "loading", "models", "embed", "scaling", "train"])
 def test_benchmark_runs_quick_and_writes_json(tmp_path, name):
     assert main(["--quick", "--only", name, "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / f"{name}.json").read_text())
@@ -31,3 +31,25 @@ def test_linear_fit_exponent_tells_linear_from_quadratic():
     assert abs(linear_fit(sizes, [0.01 * n for n in sizes])["loglog_exponent"] - 1.0) < 1e-9
     quadratic = linear_fit(sizes, [1e-4 * n * n for n in sizes])
     assert abs(quadratic["loglog_exponent"] - 2.0) < 1e-9 and quadratic["r2"] < 1.0
+
+
+def test_train_benchmark_times_the_paper_batch_on_a_gpu_in_both_precisions():
+    from benchmarks.bench_train import settings
+
+    gpu = [s for s in settings(quick=False, cuda=True) if s.device == "cuda"]
+    assert {(s.backbone, s.batch, s.precision) for s in gpu} == {
+        ("efficientnet_b0", 140, "32-true"), ("efficientnet_b0", 140, "bf16-mixed")
+    }
+    assert all(s.device == "cpu" for s in settings(quick=False, cuda=False))
+
+
+def test_train_step_measure_runs_bf16_autocast_and_counts_pairs():
+    # The CUDA path's bf16 autocast, exercised on the CPU (no GPU needed).
+    from benchmarks.bench_train import StepSetting, measure
+
+    row = measure(StepSetting("t", "vicreg", "cpu_small", batch=3, seconds=0.25, precision="bf16-mixed", threads=1, repeats=1))
+    assert row["pairs_per_s"] == pytest.approx(3 / row["step_s"]["median_s"])
+    assert row["crops_per_s"] == pytest.approx(2 * row["pairs_per_s"])
+    assert row["train_vs_inference"] == pytest.approx(row["pairs_per_s"] / row["inference_pairs_per_s"])
+    assert row["peak_rss_mb"] == pytest.approx(row["resident_before_mb"] + row["step_peak_growth_mb"])
+    assert row["step_peak_growth_mb"] > 0

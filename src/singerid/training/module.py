@@ -41,7 +41,8 @@ class SSLModule(L.LightningModule):
         """The downstream embedding h (unnormalised)."""
         return self.encoder(wave)
 
-    def _loss(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def pair_loss(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The objective on two augmented views ``(batch, samples)`` of the same clips, and its named parts."""
         z1 = self.projector(self.encoder(x1))
         z2 = self.projector(self.encoder(x2))
         if self.cfg.method == "byol":
@@ -56,7 +57,7 @@ class SSLModule(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x1, x2 = batch
-        loss, parts = self._loss(x1, x2)
+        loss, parts = self.pair_loss(x1, x2)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"training loss became {loss.item()} at step {self.global_step}; lower optim.lr or check the data for NaN."
