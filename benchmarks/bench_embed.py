@@ -71,8 +71,13 @@ def _artifact(backbone: str, folder: Path) -> Artifact:
     return load_artifact(save_artifact(folder / backbone, build_encoder(cfg), cfg))
 
 
-def _runners(art: Artifact, folder: Path, threads: int) -> dict[str, Callable[[np.ndarray], object]]:
-    """One function per variant: waveform batch (numpy) -> embeddings."""
+def _runners(art: Artifact, folder: Path, threads: int) -> dict[str, Callable[[], Callable[[np.ndarray], object]]]:
+    """Per variant, a factory of its function ``waveform batch (numpy) -> embeddings``.
+
+    Each variant is built just before it is timed and dropped after: an idle onnxruntime session's
+    spinning threads would otherwise steal the cores from the variants timed after it (measured:
+    ``SingerEncoder.embed`` at batch 1 on 2 threads ran about 2x slower with sessions alive).
+    """
     net = copy.deepcopy(art.net).eval()
     net_cl = copy.deepcopy(art.net).eval().to(memory_format=torch.channels_last)
     ts = folder / f"{art.config.backbone}.ts"
@@ -96,12 +101,12 @@ def _runners(art: Artifact, folder: Path, threads: int) -> dict[str, Callable[[n
             return net_cl(torch.from_numpy(x))
 
     return {
-        "eager": eager,
-        "inference_mode": inference,
-        "channels_last": channels_last,
-        "torchscript": load_exported(ts),
-        **{variant: load_exported(path, threads=threads) for variant, path in onnx.items()},
-        "library": lambda x: encoder.embed(x, batch_size=len(x)),
+        "eager": lambda: eager,
+        "inference_mode": lambda: inference,
+        "channels_last": lambda: channels_last,
+        "torchscript": lambda: load_exported(ts),
+        **{variant: (lambda path=path: load_exported(path, threads=threads)) for variant, path in onnx.items()},
+        "library": lambda: (lambda x: encoder.embed(x, batch_size=len(x))),
     }
 
 
@@ -118,10 +123,11 @@ def bench_encoder(backbone: str, folder: Path, batches: tuple[int, ...], threads
             runners = _runners(art, folder, n_threads)
             for batch in batches:
                 for variant in VARIANTS:
-                    fn = runners[variant]
+                    fn = runners[variant]()
                     x = inputs[batch]
                     # Two warm-up calls: TorchScript's profiling executor optimises on the second.
                     stats = _timed(lambda: fn(x), repeats if batch == 1 else max(1, repeats // 2), warmup=2)
+                    del fn
                     per_call = stats["median_s"]
                     runs.append({
                         "variant": variant, "batch": batch, "threads": n_threads,
