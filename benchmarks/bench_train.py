@@ -76,7 +76,15 @@ def _reset_peak_rss() -> None:
 
 def measure(setting: StepSetting) -> dict:
     """Time ``setting`` in this process; returns rates, ratios and peak memory."""
+    previous_threads = torch.get_num_threads()
     torch.set_num_threads(setting.threads)
+    try:
+        return _measure(setting)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _measure(setting: StepSetting) -> dict:
     torch.manual_seed(0)
     device = torch.device(setting.device)
     cfg = TrainConfig(method=setting.method, model=EncoderConfig(backbone=setting.backbone), batch_size=setting.batch)

@@ -70,6 +70,29 @@ def test_embeddings_are_normalised_and_batch_invariant(encoder):
         np.testing.assert_allclose(encoder.embed(clips[i])[0], batch[i], atol=1e-5)
 
 
+@pytest.mark.parametrize("backbone", ["cpu_small", "efficientnet_b0"])
+def test_encoder_folds_batchnorm_into_convs_without_changing_embeddings(backbone, tmp_path):
+    torch.manual_seed(1)
+    cfg = EncoderConfig(backbone=backbone)
+    net = build_encoder(cfg, load_imagenet=False)
+    for module in net.modules():  # non-trivial statistics, so folding them is exercised
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 1.5)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.1, 0.1)
+    art = load_artifact(save_artifact(tmp_path / "m", net.eval(), cfg))
+    keys = set(art.net.state_dict())
+    enc = infer.SingerEncoder(art)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in enc.net.modules())
+    assert set(art.net.state_dict()) == keys  # the artefact's own network keeps its BatchNorms
+    clips = np.stack([voiced_clip(140 + 60 * i, 1.0, 0.6, 20 + i) for i in range(3)]).astype(np.float32)
+    with torch.inference_mode():
+        plain = art.net.eval()(torch.from_numpy(clips)).numpy()
+    plain /= np.linalg.norm(plain, axis=1, keepdims=True)
+    np.testing.assert_allclose(enc.embed(clips), plain, atol=2e-5)
+
+
 def test_cpu_pieces_give_the_whole_batch_result(encoder, monkeypatch):
     # More windows than one CPU piece, with a remainder: same as the network on the whole batch.
     monkeypatch.setitem(infer.CPU_PIECES, "cpu_small", 4)

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from .artifact import Artifact, load_artifact
 from .audio import SAMPLE_RATE, check_audio, fit_length, frame_levels_db, load_audio, resample, to_mono, SILENCE_DB
 from .errors import AudioError, ConfigError
+from .models import fused_for_inference
 
 CPU_PIECES = {"efficientnet_b0": 4}
 """Windows per forward pass on the CPU, by backbone; other backbones take the whole batch at once.
@@ -82,7 +83,7 @@ class SingerEncoder:
         self.artifact = artifact
         self.device = torch.device(device)
         self.dtype = dtype
-        self.net = artifact.net.to(self.device, dtype=dtype).eval()
+        self.net = fused_for_inference(artifact.net).to(self.device, dtype=dtype)
         self.window, self.hop = window, hop or window
         self.min_seconds, self.short = min_seconds, short
         self.sample_rate = SAMPLE_RATE
