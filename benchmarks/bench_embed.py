@@ -65,6 +65,13 @@ def _timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict:
     return stats
 
 
+def _time_variant(build: Callable[[], Callable[[np.ndarray], object]], x: np.ndarray, repeats: int) -> dict:
+    """Build a variant, time it on ``x``, and let it go (its runtime's threads with it)."""
+    fn = build()
+    # Two warm-up calls: TorchScript's profiling executor optimises on the second.
+    return _timed(lambda: fn(x), repeats, warmup=2)
+
+
 def _artifact(backbone: str, folder: Path) -> Artifact:
     torch.manual_seed(0)
     cfg = EncoderConfig(backbone=backbone)
@@ -123,11 +130,7 @@ def bench_encoder(backbone: str, folder: Path, batches: tuple[int, ...], threads
             runners = _runners(art, folder, n_threads)
             for batch in batches:
                 for variant in VARIANTS:
-                    fn = runners[variant]()
-                    x = inputs[batch]
-                    # Two warm-up calls: TorchScript's profiling executor optimises on the second.
-                    stats = _timed(lambda: fn(x), repeats if batch == 1 else max(1, repeats // 2), warmup=2)
-                    del fn
+                    stats = _time_variant(runners[variant], inputs[batch], repeats if batch == 1 else max(1, repeats // 2))
                     per_call = stats["median_s"]
                     runs.append({
                         "variant": variant, "batch": batch, "threads": n_threads,
