@@ -25,9 +25,9 @@ Four STFT implementations give the same numbers (:meth:`LogMelFrontend.set_stft_
     ``torch.stft`` with complex output: fastest in eager PyTorch and TorchScript.
 ``"onnx"``
     explicit centre padding, then ``torch.stft`` with real output, which the ONNX exporter
-    (opset >= 17) maps to the ONNX ``STFT`` operator; the ONNX export default.
+    (opset >= 17) maps to the ONNX ``STFT`` operator.
 ``"matmul"``
-    the DFT factorised into two matrix-product stages (:func:`factored_dft`), built only from
+    the DFT factorised into two matrix-product stages (:class:`FactoredDFT`), built only from
     reshapes, slices and ``MatMul``: the ONNX export default, about 4x faster than ONNX Runtime's
     ``STFT`` kernel. Needs ``n_fft`` to be a multiple of ``hop_length``.
 ``"conv"``
@@ -217,7 +217,7 @@ class FactoredDFT:
     real matrix ``second[q]`` of shape ``(2 * cols, 2 * out_bins)`` (input real parts above
     imaginary ones; output real parts left of imaginary ones). Output bin ``s`` of column-block
     ``q`` is DFT bin ``k = q + rows * s``; only ``s < out_bins`` are kept, enough for
-    ``k <= n / 2``. The window is folded into ``window`` (shape ``(rows, cols)``).
+    ``k <= n / 2``. ``window`` is the analysis window laid out the same way, ``(rows, cols)``.
     """
 
     rows: int
@@ -250,16 +250,6 @@ class FactoredDFT:
             [np.concatenate([cos, sin], axis=2), np.concatenate([-sin, cos], axis=2)], axis=1
         )
         return cls(rows, cols, out_bins, window.reshape(rows, cols), first, second)
-
-    def power(self, frames: np.ndarray) -> np.ndarray:
-        """|DFT|^2 of windowed ``frames`` ``(..., n_fft)`` for bins ``0 .. n_fft // 2`` (numpy reference)."""
-        x = frames.reshape(*frames.shape[:-1], self.rows, self.cols) * self.window
-        y = np.einsum("ar,...rc->...ac", self.first, x)
-        y = np.concatenate([y[..., : self.rows, :], y[..., self.rows :, :]], axis=-1)
-        z = np.einsum("...qc,qcs->...qs", y, self.second)
-        p = z[..., : self.out_bins] ** 2 + z[..., self.out_bins :] ** 2
-        p = np.swapaxes(p, -1, -2).reshape(*frames.shape[:-1], -1)
-        return p[..., : self.rows * self.cols // 2 + 1]
 
 
 def periodic_hann(n: int) -> np.ndarray:
