@@ -311,8 +311,6 @@ class LogMelFrontend(nn.Module):
         self.register_buffer("dft", torch.zeros(0, dtype=dtype), persistent=False)
         for name in ("factored_window", "factored_first", "factored_second"):
             self.register_buffer(name, torch.zeros(0, dtype=dtype), persistent=False)
-        self.factored_rows = 0
-        self.factored_out_bins = 0
         self.stft_backend = "fft"
         self.set_stft_backend(stft_backend)
 
@@ -336,7 +334,6 @@ class LogMelFrontend(nn.Module):
             self.dft = torch.zeros(0, dtype=dtype, device=device)
         if backend == "matmul" and self.factored_first.numel() == 0:
             plan = FactoredDFT.build(self.n_fft, periodic_hann(self.n_fft))
-            self.factored_rows, self.factored_out_bins = plan.rows, plan.out_bins
             self.factored_window = torch.tensor(plan.window, dtype=dtype, device=device)
             self.factored_first = torch.tensor(plan.first, dtype=dtype, device=device)
             self.factored_second = torch.tensor(plan.second, dtype=dtype, device=device)
@@ -376,7 +373,7 @@ class LogMelFrontend(nn.Module):
         # Per stage-1 bin q: its real and imaginary parts side by side, so stage 2 is one matmul per q.
         y = y.reshape(-1, 2, rows, cols).permute(2, 0, 1, 3).reshape(rows, -1, 2 * cols)
         z = torch.matmul(y, self.factored_second)  # (rows, M, 2 out_bins)
-        out = self.factored_out_bins
+        out = self.factored_second.shape[2] // 2
         power = torch.addcmul(z[..., :out] * z[..., :out], z[..., out:], z[..., out:])
         # Bin k = q + rows * s sits at [q, frame, s]: order it as (frame, s, q), flatten, keep k <= n_fft / 2.
         power = power.permute(1, 2, 0).reshape(batch, frames_n, out * rows)[:, :, : self.n_freqs]
