@@ -342,12 +342,16 @@ class LogMelFrontend(nn.Module):
                 setattr(self, name, torch.zeros(0, dtype=dtype, device=device))
         return self
 
+    def _centre_padded(self, wave: torch.Tensor) -> torch.Tensor:
+        """``(B, T)`` -> ``(B, T + n_fft)``: half a frame of padding on each side (``pad_mode``)."""
+        half = self.n_fft // 2
+        return nn.functional.pad(wave.unsqueeze(1), [half, half], mode=self.pad_mode).squeeze(1)
+
     @torch.jit.unused
     def _real_stft(self, wave):  # noqa: ANN001, ANN202 - TorchScript cannot resolve postponed annotations here
         """Real and imaginary STFT parts from ``torch.stft(return_complex=False)`` on a padded signal,
         the only form the ONNX exporter turns into its ``STFT`` operator (never scripted)."""
-        half = self.n_fft // 2
-        padded = nn.functional.pad(wave.unsqueeze(1), [half, half], mode=self.pad_mode).squeeze(1)
+        padded = self._centre_padded(wave)
         with warnings.catch_warnings():
             # Real output is deprecated in eager PyTorch but is what the exporter understands.
             warnings.filterwarnings("ignore", message=".*return_complex=False.*")
@@ -361,11 +365,11 @@ class LogMelFrontend(nn.Module):
         """|STFT|^2 through :class:`FactoredDFT`: frames are cut from hop-sized blocks and both DFT
         stages are batched matrix products, which ONNX Runtime runs far faster than its ``STFT``."""
         batch = wave.shape[0]
-        half, hop = self.n_fft // 2, self.hop_length
+        hop = self.hop_length
         rows, cols = self.factored_window.shape
         per_frame = self.n_fft // hop
         frames_n = wave.shape[1] // hop + 1
-        padded = nn.functional.pad(wave.unsqueeze(1), [half, half], mode=self.pad_mode).squeeze(1)
+        padded = self._centre_padded(wave)
         blocks = padded[:, : (frames_n + per_frame - 1) * hop].reshape(batch, -1, hop)
         frames = torch.cat([blocks[:, i : i + frames_n] for i in range(per_frame)], dim=2)
         x = frames.reshape(-1, rows, cols) * self.factored_window
@@ -392,9 +396,7 @@ class LogMelFrontend(nn.Module):
         if self.stft_backend == "matmul":
             return self._factored_power(wave)
         if self.stft_backend == "conv":
-            half = self.n_fft // 2
-            padded = nn.functional.pad(wave.unsqueeze(1), [half, half], mode=self.pad_mode)
-            spec = nn.functional.conv1d(padded, self.dft, stride=self.hop_length)
+            spec = nn.functional.conv1d(self._centre_padded(wave).unsqueeze(1), self.dft, stride=self.hop_length)
             real, imag = spec[:, : self.n_freqs], spec[:, self.n_freqs :]
         elif self.stft_backend == "onnx":
             real, imag = self._real_stft(wave)
