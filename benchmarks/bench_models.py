@@ -19,7 +19,7 @@ import torch
 
 from benchmarks.common import time_call
 from singerid.audio import SAMPLE_RATE
-from singerid.models import EncoderConfig, build_encoder, count_parameters
+from singerid.model.backbones import EncoderConfig, build_encoder, count_parameters
 
 
 def _clips(n: int, seconds: float, seed: int = 0) -> torch.Tensor:

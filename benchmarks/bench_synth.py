@@ -15,7 +15,7 @@ from threadpoolctl import threadpool_limits
 
 from benchmarks.common import time_call
 from singerid.audio import SAMPLE_RATE, write_audio
-from singerid.synth import sample_singer, sing_song
+from singerid.data.synth import sample_singer, sing_song
 
 
 def run(quick: bool) -> dict:

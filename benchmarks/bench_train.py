@@ -28,7 +28,7 @@ import torch
 from benchmarks.common import time_call
 from singerid.audio import SAMPLE_RATE
 from singerid.demo import DemoSettings
-from singerid.models import EncoderConfig, count_parameters
+from singerid.model.backbones import EncoderConfig, count_parameters
 from singerid.training.config import TrainConfig
 from singerid.training.module import SSLModule
 

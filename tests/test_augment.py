@@ -9,7 +9,7 @@ import parselmouth
 import pytest
 import scipy.signal
 
-from singerid.augment import AugmentConfig, Augmenter, ViewParams, bank_factors
+from singerid.training.augment import AugmentConfig, Augmenter, ViewParams, bank_factors
 from singerid.errors import AudioError, ConfigError
 
 SR = 44100

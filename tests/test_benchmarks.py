@@ -10,6 +10,7 @@ from benchmarks.common import linear_fit
 from benchmarks.run_all import main
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["synth", "augment", "loading", "models", "embed", "scaling", "train"])
 def test_benchmark_runs_quick_and_writes_json(tmp_path, name):
     assert main(["--quick", "--only", name, "--out", str(tmp_path)]) == 0

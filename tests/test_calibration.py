@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from singerid.calibration import (
+from singerid.eval.calibration import (
     Calibration,
     as_norm,
     as_norm_trials,
@@ -18,8 +18,8 @@ from singerid.calibration import (
     threshold_at_far,
 )
 from singerid.errors import ConfigError, TrialsError
-from singerid.metrics import eer
-from singerid.trials import Trial
+from singerid.eval.metrics import eer
+from singerid.eval.trials import Trial
 
 
 def _unit(x):

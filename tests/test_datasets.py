@@ -10,7 +10,7 @@ import pytest
 
 from singerid.audio import write_audio
 from singerid.cli import main
-from singerid.datasets import discover, discover_folder, load_manifest, segment_recordings
+from singerid.data.datasets import discover, discover_folder, load_manifest, segment_recordings
 from singerid.errors import ConfigError, DatasetError
 from singerid.records import Recording, Segment, read_recordings, read_segments
 
@@ -59,7 +59,7 @@ def test_folder_layout_singers_songs_order_and_left_out_files(tmp_path, caplog):
         },
     )
     (root / "bob" / "notes.txt").write_text("not audio")
-    with caplog.at_level(logging.WARNING, logger="singerid.datasets"):
+    with caplog.at_level(logging.WARNING, logger="singerid.data.datasets"):
         recordings = discover_folder(root)
     assert rows(recordings, root) == [
         ("alice/b.wav", "alice", "b", "", "", {}),
@@ -102,7 +102,7 @@ def test_vocalset_layout(tmp_path, caplog):
             "male10/excerpts/stray.wav": 0.5,
         },
     )
-    with caplog.at_level(logging.WARNING, logger="singerid.datasets"):
+    with caplog.at_level(logging.WARNING, logger="singerid.data.datasets"):
         recordings = discover(root, "vocalset")
     assert rows(recordings, root) == [
         ("female1/arpeggios/belt/f1_arpeggios_belt_a.wav", "female1", "arpeggios/a", "belt", "female", {"context": "arpeggios"}),
@@ -240,7 +240,7 @@ def test_unreadable_files_raise_or_are_skipped_and_reported(tmp_path, caplog):
     # bob's only file is unreadable, so bob has no usable audio left.
     with pytest.raises(DatasetError, match=r"bob \(1 unreadable\)"):
         segment_recordings(recordings, on_error="skip", progress=False)
-    with caplog.at_level(logging.WARNING, logger="singerid.datasets"):
+    with caplog.at_level(logging.WARNING, logger="singerid.data.datasets"):
         result = segment_recordings([r for r in recordings if r.singer == "alice"], on_error="skip", progress=False)
     assert spans(result) == [("good.wav", 0.0, 4.0)]
     assert sorted(Path(p).name for p, _ in result.unreadable) == ["gone.wav", "junk.wav"]

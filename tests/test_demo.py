@@ -13,6 +13,7 @@ from singerid.errors import DatasetError
 from singerid.records import Recording
 
 
+@pytest.mark.slow
 def test_quick_demo_learns_and_resumes(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(tmp_path), "--no-progress"]) == 0
     run = (tmp_path / "latest").resolve()

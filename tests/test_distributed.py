@@ -6,12 +6,14 @@ import datetime
 import socket
 from pathlib import Path
 
+import pytest
+
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from singerid.distributed import gather_with_grad, world
-from singerid.losses import LOSSES
+from singerid.training.distributed import gather_with_grad, world
+from singerid.training.losses import LOSSES
 
 METHODS = ("contrastive", "vicreg", "uniformity")
 WORLD = 2
@@ -76,6 +78,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(tmp_path: Path) -> None:
     mp.spawn(worker, args=(free_port(), str(tmp_path)), nprocs=WORLD, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]

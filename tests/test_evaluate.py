@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from singerid.artifact import load_artifact, save_artifact
+from singerid.model.artifact import load_artifact, save_artifact
 from singerid.audio import SAMPLE_RATE, write_audio
-from singerid.baselines.systems import System, bandlimit, make_system, standardize
+from singerid.eval.baselines.systems import System, bandlimit, make_system, standardize
 from singerid.cli import main
 from singerid.errors import ConfigError, DatasetError, TrialsError
-from singerid.evaluate import cache_key, calibrate_model, evaluate
-from singerid.metrics import eer
-from singerid.models import EncoderConfig, build_encoder
+from singerid.eval.evaluate import cache_key, calibrate_model, evaluate
+from singerid.eval.metrics import eer
+from singerid.model.backbones import EncoderConfig, build_encoder
 from singerid.records import Segment, write_segments
-from singerid.trials import Trial, read_trials, write_trials
+from singerid.eval.trials import Trial, read_trials, write_trials
 
 # --- corpora -----------------------------------------------------------------------------------
 
@@ -313,7 +313,7 @@ def test_model_random_and_bandlimit_systems(corpus, model_path, monkeypatch):
     assert load_artifact(model_path).fingerprint in model.fingerprint
     assert limited.embed(segs).shape == (2, 16)
     # Without the 16 kHz detour the band-limited system is the model itself.
-    import singerid.baselines.systems as systems_module
+    import singerid.eval.baselines.systems as systems_module
 
     monkeypatch.setattr(systems_module, "bandlimit", lambda audio: audio)
     np.testing.assert_allclose(limited.embed(segs[::-1]), z[::-1], atol=1e-5)

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from singerid.artifact import load_artifact, save_artifact
+from singerid.model.artifact import load_artifact, save_artifact
 from singerid.cli import main
 from singerid.errors import AudioError, CheckpointError, ConfigError
-from singerid.export import PARITY_TOLERANCE, check_parity, export_model, load_exported, parity_inputs, read_metadata
-from singerid.frontend import FrontendConfig
+from singerid.export.formats import PARITY_TOLERANCE, check_parity, export_model, load_exported, parity_inputs, read_metadata
+from singerid.model.frontend import FrontendConfig
 from singerid.infer import load_model
-from singerid.models import EncoderConfig, build_encoder
+from singerid.model.backbones import EncoderConfig, build_encoder
 
 LENGTHS = (11025, 16001)
 BATCHES = (1, 2)
@@ -109,7 +109,7 @@ def test_parity_check_detects_a_different_model(small, exported, tmp_path):
 
 
 def test_failed_parity_writes_nothing(small, tmp_path, monkeypatch):
-    import singerid.export as export
+    import singerid.export.formats as export
 
     monkeypatch.setattr(export, "check_parity", lambda *a, **k: 1.0)
     out = tmp_path / "model.ts"
@@ -163,6 +163,7 @@ def test_official_compat_export_keeps_batch_dependence(tmp_path):
         assert np.max(np.abs(together_all[:1] - alone)) > 1e-5
 
 
+@pytest.mark.slow
 def test_efficientnet_torchscript_parity(tmp_path):
     art = _artifact(tmp_path / "effnet", backbone="efficientnet_b0")
     # One call only: TorchScript's optimising second run of a network this size costs seconds.

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from singerid.errors import AudioError, ConfigError
-from singerid.frontend import (
+from singerid.model.frontend import (
     FactoredDFT,
     FrontendConfig,
     LogMelFrontend,

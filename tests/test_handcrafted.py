@@ -7,7 +7,7 @@ import scipy.fft
 import scipy.signal
 
 from singerid.audio import SAMPLE_RATE
-from singerid.baselines.handcrafted import (
+from singerid.eval.baselines.handcrafted import (
     F0_FEATURES,
     N_MFCC,
     f0_stats,

@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from singerid import hear
-from singerid.artifact import save_artifact
+from singerid.model.artifact import save_artifact
 from singerid.errors import AudioError, CheckpointError
-from singerid.export import parity_inputs
-from singerid.frontend import FrontendConfig
+from singerid.export.formats import parity_inputs
+from singerid.model.frontend import FrontendConfig
 from singerid.infer import load_model as load_encoder
-from singerid.models import EncoderConfig, build_encoder
+from singerid.model.backbones import EncoderConfig, build_encoder
 
 
 def _artifact(path, mode="standard"):

@@ -9,7 +9,7 @@ from conftest import voiced_clip, write_tone_corpus
 
 from singerid.audio import SAMPLE_RATE
 from singerid.errors import DatasetError
-from singerid.invariance import (
+from singerid.eval.invariance import (
     TRANSFORMS,
     Transform,
     TransformUnsupported,
@@ -20,7 +20,7 @@ from singerid.invariance import (
     select_clips,
     transform_rng,
 )
-from singerid.metrics import eer
+from singerid.eval.metrics import eer
 from singerid.records import Segment
 
 SR = SAMPLE_RATE

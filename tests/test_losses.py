@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from singerid.errors import ConfigError
-from singerid.losses import (
+from singerid.training.losses import (
     LOSS_TERMS,
     LOSSES,
     byol_ema_rate,

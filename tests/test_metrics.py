@@ -10,7 +10,7 @@ from scipy.stats import norm
 from sklearn.metrics import average_precision_score, roc_curve
 
 from singerid.errors import DatasetError, TrialsError
-from singerid.metrics import (
+from singerid.eval.metrics import (
     accuracy_ci,
     alignment,
     bootstrap_ci,
@@ -337,7 +337,7 @@ def test_recall_ties_among_same_singer_items_do_not_count_against_the_query():
 
 
 def test_unit_rows_normalises_and_rejects_bad_embeddings():
-    from singerid.metrics import unit_rows
+    from singerid.eval.metrics import unit_rows
 
     out = unit_rows([[3.0, 4.0], [0.0, 2.0]], 2, "sys")
     np.testing.assert_allclose(out, [[0.6, 0.8], [0.0, 1.0]])

@@ -11,8 +11,8 @@ import torch
 from torchvision.models import efficientnet_b0
 
 from singerid.errors import CheckpointError, ConfigError
-from singerid.frontend import FrontendConfig
-from singerid.models import (
+from singerid.model.frontend import FrontendConfig
+from singerid.model.backbones import (
     EFFICIENTNET_PREFIX,
     IMAGENET_MEAN,
     IMAGENET_STD,

@@ -52,7 +52,7 @@ def no_network(monkeypatch):
 
 @pytest.fixture(scope="module")
 def ge2e():
-    from singerid.baselines.pretrained import ResemblyzerSystem, resemblyzer_weights
+    from singerid.eval.baselines.pretrained import ResemblyzerSystem, resemblyzer_weights
 
     try:
         resemblyzer_weights()
@@ -94,7 +94,7 @@ def test_ge2e_partial_windows_cover_the_clip(ge2e):
 
 
 def test_ge2e_loads_offline_and_rejects_a_bad_weights_path(tmp_path, no_network):
-    from singerid.baselines.pretrained import ResemblyzerSystem, resemblyzer_weights
+    from singerid.eval.baselines.pretrained import ResemblyzerSystem, resemblyzer_weights
 
     try:
         assert ResemblyzerSystem().weights == resemblyzer_weights()
@@ -135,7 +135,7 @@ def _n_frames(n: int) -> int:
 
 
 def test_hf_encoder_shapes_norm_determinism_and_resampling(tiny_w2v, monkeypatch, no_network):
-    from singerid.baselines.pretrained import HFEncoderSystem
+    from singerid.eval.baselines.pretrained import HFEncoderSystem
 
     system = HFEncoderSystem(tiny_w2v)
     assert system.sample_rate == 16000 and system.dim == 32
@@ -170,7 +170,7 @@ def test_hf_encoder_shapes_norm_determinism_and_resampling(tiny_w2v, monkeypatch
 def test_hf_encoder_layer_choice_and_fingerprint(tiny_w2v):
     import torch
 
-    from singerid.baselines.pretrained import HFEncoderSystem
+    from singerid.eval.baselines.pretrained import HFEncoderSystem
 
     last = HFEncoderSystem(tiny_w2v)
     first = HFEncoderSystem(tiny_w2v, layer=0)
@@ -186,7 +186,7 @@ def test_hf_encoder_layer_choice_and_fingerprint(tiny_w2v):
 
 
 def test_hf_encoder_errors(tmp_path, tiny_w2v):
-    from singerid.baselines.pretrained import HFEncoderSystem
+    from singerid.eval.baselines.pretrained import HFEncoderSystem
 
     with pytest.raises(ConfigError, match="not found"):
         HFEncoderSystem(tmp_path / "nope")
@@ -199,7 +199,7 @@ def test_hf_encoder_errors(tmp_path, tiny_w2v):
 
 def test_hf_encoder_embeds_segments_and_rejects_tiny_clips(tiny_w2v, tmp_path):
     from singerid.audio import load_audio, write_audio
-    from singerid.baselines.pretrained import HFEncoderSystem
+    from singerid.eval.baselines.pretrained import HFEncoderSystem
     from singerid.errors import AudioError
     from singerid.records import Segment
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from singerid.errors import DatasetError
-from singerid.probe import centroid_probe, knn_probe, linear_probe, recording_folds
+from singerid.eval.probe import centroid_probe, knn_probe, linear_probe, recording_folds
 
 PROBES = [linear_probe, knn_probe, centroid_probe]
 

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from singerid.baselines.systems import System
+from singerid.eval.baselines.systems import System
 from singerid.errors import ConfigError
-from singerid.evaluate import evaluate
+from singerid.eval.evaluate import evaluate
 from singerid.records import Segment
-from singerid.report import map_2d, markdown_table, read_loss_log, write_report
+from singerid.eval.report import map_2d, markdown_table, read_loss_log, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -129,7 +129,7 @@ def test_map_2d_is_seeded_and_checks_its_input():
 
 
 def test_densify_fills_only_segments_where_both_rates_change():
-    from singerid.report import _densify
+    from singerid.eval.report import _densify
 
     far, frr = _densify(np.array([1.0, 0.5, 0.5, 0.0]), np.array([0.0, 0.0, 0.5, 1.0]), steps=4)
     # Steps (one rate fixed) keep their end point; the last, diagonal segment gets 4 points.

@@ -11,14 +11,14 @@ import soundfile as sf
 import torch
 from torch.utils.data import DataLoader
 
-from singerid.artifact import load_artifact
+from singerid.model.artifact import load_artifact
 from singerid.audio import SAMPLE_RATE, audio_info, fit_length, load_audio, peak_normalize, write_audio
-from singerid.augment import AugmentConfig, Augmenter
+from singerid.training.augment import AugmentConfig, Augmenter
 from singerid.cli import main
-from singerid.datasets import discover
+from singerid.data.datasets import discover
 from singerid.errors import ConfigError, DatasetError
 from singerid.records import Recording, write_recordings
-from singerid.shards import (
+from singerid.data.shards import (
     INDEX_NAME,
     ShardPairStream,
     batches_before,

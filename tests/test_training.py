@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from singerid.artifact import load_artifact
-from singerid.datasets import discover
+from singerid.model.artifact import load_artifact
+from singerid.data.datasets import discover
 from singerid.errors import CheckpointError, ConfigError
 from singerid.training import METHODS, builtin_configs, load_config, train
 from singerid.training.config import TrainConfig

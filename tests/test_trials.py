@@ -9,7 +9,7 @@ import pytest
 from singerid.cli import main
 from singerid.errors import TrialsError
 from singerid.records import Segment, write_segments
-from singerid.trials import (
+from singerid.eval.trials import (
     Trial,
     TrialsShortfallWarning,
     check_trials_against,

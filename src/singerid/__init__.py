@@ -25,12 +25,12 @@ _LAZY = {
     "train": "training",
     "load_config": "training",
     "TrainConfig": "training",
-    "evaluate": "evaluate",
-    "make_system": "baselines.systems",
-    "discover": "datasets",
-    "segment_recordings": "datasets",
-    "generate_corpus": "synth",
-    "export_model": "export",
+    "evaluate": "eval.evaluate",
+    "make_system": "eval.baselines.systems",
+    "discover": "data.datasets",
+    "segment_recordings": "data.datasets",
+    "generate_corpus": "data.synth",
+    "export_model": "export.formats",
 }
 
 __all__ = [

@@ -104,8 +104,8 @@ class StageClock:
 
 
 def _corpus(root: Path, s: DemoSettings, progress: bool) -> tuple[list[Recording], list[Recording]]:
-    from .datasets import load_manifest
-    from .synth import generate_corpus
+    from .data.datasets import load_manifest
+    from .data.synth import generate_corpus
 
     jobs = max(1, min(4, os.cpu_count() or 1))
     train = generate_corpus(
@@ -159,10 +159,10 @@ def _train(run: Path, s: DemoSettings, train_files: list[Recording], progress: b
 
 
 def _evaluate(run: Path, s: DemoSettings, eval_files: list[Recording], model: Path, progress: bool):
-    from .baselines.systems import make_system
-    from .datasets import segment_recordings
-    from .evaluate import evaluate
-    from .report import write_report
+    from .eval.baselines.systems import make_system
+    from .data.datasets import segment_recordings
+    from .eval.evaluate import evaluate
+    from .eval.report import write_report
 
     segments = segment_recordings(eval_files, seconds=4.0, progress=progress).segments
     systems = [
@@ -189,7 +189,7 @@ def run_demo(
     progress: bool = True,
 ) -> Path:
     """Run the demo ``seeds`` times (seeds ``settings.seed``, ``+1``, ...); return the run folder."""
-    from .report import markdown_table
+    from .eval.report import markdown_table
 
     root = Path(out_root)
     key = hashlib.sha256(f"{settings.fingerprint()}|{seeds}|{data}".encode()).hexdigest()[:12]
@@ -212,7 +212,7 @@ def run_demo(
         if data is None:
             train_files, eval_files = _corpus(root / "corpus" / f"seed{s.seed}", s, progress)
         else:
-            from .datasets import discover
+            from .data.datasets import discover
 
             train_files, eval_files = split_singers(discover(data), 0.25, s.seed)
         clock.end("corpus")

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from .datasets import AUDIO_EXTENSIONS
+from .data.datasets import AUDIO_EXTENSIONS
 from .errors import ConfigError, DatasetError
 from .fileio import atomic_path
 from .infer import SingerEncoder

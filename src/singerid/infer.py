@@ -17,10 +17,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .artifact import Artifact, load_artifact
+from .model.artifact import Artifact, load_artifact
 from .audio import SAMPLE_RATE, check_audio, fit_length, frame_levels_db, load_audio, resample, to_mono, SILENCE_DB
 from .errors import AudioError, ConfigError
-from .models import fused_for_inference
+from .model.backbones import fused_for_inference
 
 CPU_PIECES = {"efficientnet_b0": 4}
 """Windows per forward pass on the CPU, by backbone; other backbones take the whole batch at once.

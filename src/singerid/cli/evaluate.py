@@ -17,8 +17,8 @@ _NEEDS_MODEL = ("random", "bandlimit")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..report import MAP_METHODS
-    from ..trials import CONDITIONS
+    from ..eval.report import MAP_METHODS
+    from ..eval.trials import CONDITIONS
 
     parser.add_argument("--model", help="model artefact to evaluate (folder or .pt)")
     parser.add_argument(
@@ -79,13 +79,13 @@ def system_specs(model: str | None, baselines: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..baselines.systems import make_system
-    from ..datasets import discover, segment_recordings
+    from ..eval.baselines.systems import make_system
+    from ..data.datasets import discover, segment_recordings
     from ..errors import ConfigError
-    from ..evaluate import calibrate_model, evaluate
+    from ..eval.evaluate import calibrate_model, evaluate
     from ..records import read_segments, write_segments
-    from ..report import markdown_table, write_report
-    from ..trials import write_trials
+    from ..eval.report import markdown_table, write_report
+    from ..eval.trials import write_trials
 
     out = Path(args.out)
     if args.calibrate and not args.model:
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"note: {name}: {note}")
     if args.invariance is not None:
         from ..fileio import write_text
-        from ..invariance import invariance_markdown, invariance_report
+        from ..eval.invariance import invariance_markdown, invariance_report
 
         reports = [
             invariance_report(system, segments, transforms=args.invariance or None, seed=args.seed) for system in systems

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
-    from ..export import PARITY_TOLERANCE, export_model
+    from ..export.formats import PARITY_TOLERANCE, export_model
 
     if min(args.parity_lengths) <= 0 or min(args.parity_batch_sizes) <= 0:
         raise ConfigError("--parity-lengths and --parity-batch-sizes must be positive.")

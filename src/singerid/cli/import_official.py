@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..official import import_official
+    from ..model.official import import_official
 
     result = import_official(args.folder, args.out)
     fe = result.config.frontend

@@ -44,7 +44,7 @@ def layout_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..datasets import discover
+    from ..data.datasets import discover
     from ..records import write_recordings
 
     recordings = discover(args.root, args.layout, **layout_options(args))

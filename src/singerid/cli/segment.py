@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..datasets import discover, load_manifest, segment_recordings
+    from ..data.datasets import discover, load_manifest, segment_recordings
     from ..errors import ConfigError
     from ..records import write_segments
 

@@ -26,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..datasets import discover
-    from ..shards import read_index, write_shards
+    from ..data.datasets import discover
+    from ..data.shards import read_index, write_shards
 
     recordings = [
         r

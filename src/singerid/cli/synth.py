@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..synth import generate_corpus
+    from ..data.synth import generate_corpus
 
     meta = generate_corpus(
         args.out,

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import yaml
 
-    from ..datasets import discover
+    from ..data.datasets import discover
     from ..training import load_config, train
 
     cfg = load_config(args.config, args.overrides)
@@ -36,10 +36,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from pathlib import Path
 
-    from ..shards import is_shard_dir
+    from ..data.shards import is_shard_dir
 
     if len(args.data) == 1 and is_shard_dir(args.data[0]):
-        data = args.data[0]  # streamed, see singerid.shards
+        data = args.data[0]  # streamed, see singerid.data.shards
     else:
         data = [r for source in args.data for r in discover(source, "manifest" if Path(source).is_file() else args.layout)]
     result = train(cfg, data, args.out, resume=args.resume)

@@ -12,7 +12,7 @@ EXAMPLE = "singerid trials --manifest runs/eval_segments.csv --out runs/trials.t
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..trials import CONDITIONS, FORMATS, MATCH_FIELDS
+    from ..eval.trials import CONDITIONS, FORMATS, MATCH_FIELDS
 
     parser.add_argument("--manifest", required=True, help="segment manifest CSV (from `singerid segment`)")
     parser.add_argument("--out", required=True, help="trial list to write")
@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..records import read_segments
-    from ..trials import TrialsShortfallWarning, make_trials, shortfall_message, write_trials
+    from ..eval.trials import TrialsShortfallWarning, make_trials, shortfall_message, write_trials
 
     segments = read_segments(args.manifest)
     with warnings.catch_warnings():

@@ -1,6 +1,28 @@
-"""Self-supervised training: configuration, pair data, the Lightning module, the run."""
+"""Self-supervised training: configuration and paper configs, augmentations, losses, pair data,
+the Lightning module, distributed gathering and the run.
 
-from .config import METHODS, TrainConfig, builtin_configs, load_config
-from .run import TrainResult, train
+Submodules load on first use, so importing ``singerid.training.augment`` (as evaluation's
+invariance probes do) does not import Lightning.
+"""
 
-__all__ = ["METHODS", "TrainConfig", "TrainResult", "builtin_configs", "load_config", "train"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "METHODS": "config",
+    "TrainConfig": "config",
+    "builtin_configs": "config",
+    "load_config": "config",
+    "TrainResult": "run",
+    "train": "run",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from ..augment import AugmentConfig
+from .augment import AugmentConfig
 from ..configio import apply_overrides, from_dict, read_yaml, to_dict
 from ..errors import ConfigError
-from ..models import EncoderConfig
+from ..model.backbones import EncoderConfig
 
 METHODS = ("contrastive", "contrastive-vc", "uniformity", "vicreg", "byol")
 
@@ -86,7 +86,7 @@ class TrainConfig:
 
 def builtin_configs() -> list[str]:
     """Names of the YAML configs shipped with the package."""
-    return sorted(p.name[:-5] for p in resources.files("singerid.configs").iterdir() if p.name.endswith(".yaml"))
+    return sorted(p.name[:-5] for p in resources.files("singerid.training.configs").iterdir() if p.name.endswith(".yaml"))
 
 
 def load_config(name_or_path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
@@ -95,7 +95,7 @@ def load_config(name_or_path: str | Path, overrides: list[str] | None = None) ->
     if not path.suffix:
         if str(name_or_path) not in builtin_configs():
             raise ConfigError(f"no built-in config {name_or_path!r}; choose one of {', '.join(builtin_configs())} or pass a YAML path.")
-        path = Path(str(resources.files("singerid.configs") / f"{name_or_path}.yaml"))
+        path = Path(str(resources.files("singerid.training.configs") / f"{name_or_path}.yaml"))
     data = apply_overrides(read_yaml(path), overrides or [])
     return TrainConfig.from_dict(data)
 

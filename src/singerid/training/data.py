@@ -18,10 +18,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..audio import SAMPLE_RATE, audio_info, fit_length, load_audio, peak_normalize
-from ..augment import Augmenter, AugmentConfig
+from .augment import Augmenter, AugmentConfig
 from ..errors import ConfigError, DatasetError
 from ..records import Recording, Segment
-from ..shards import ShardPairStream, read_index, split_shards, stream_augmenter, validation_set
+from ..data.shards import ShardPairStream, read_index, split_shards, stream_augmenter, validation_set
 from .config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -205,7 +205,7 @@ class PairDataModule(L.LightningDataModule):
 
 
 class ShardPairDataModule(L.LightningDataModule):
-    """Training pairs streamed from a shard folder (:mod:`singerid.shards`); validation crops from its last shards.
+    """Training pairs streamed from a shard folder (:mod:`singerid.data.shards`); validation crops from its last shards.
 
     Nothing is preloaded (``preload_audio`` does not apply); ``augment.pitch_mode`` must be ``praat``.
     """

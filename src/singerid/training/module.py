@@ -11,9 +11,9 @@ import lightning as L
 import numpy as np
 import torch
 
-from .. import losses
-from ..distributed import gather_with_grad
-from ..models import Predictor, ProjectionHead, build_encoder
+from . import losses
+from .distributed import gather_with_grad
+from ..model.backbones import Predictor, ProjectionHead, build_encoder
 from ..records import Segment
 from .config import TrainConfig
 
@@ -79,8 +79,8 @@ class SSLModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         from ..errors import TrialsError
-        from ..metrics import eer
-        from ..trials import TrialsShortfallWarning, make_trials, score_trials
+        from ..eval.metrics import eer
+        from ..eval.trials import TrialsShortfallWarning, make_trials, score_trials
 
         if not self._val_embeddings:
             return

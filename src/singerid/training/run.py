@@ -13,10 +13,10 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from ..artifact import save_artifact
+from ..model.artifact import save_artifact
 from ..errors import CheckpointError, DatasetError
 from ..records import Recording
-from ..shards import INDEX_NAME, is_shard_dir
+from ..data.shards import INDEX_NAME, is_shard_dir
 from .config import TrainConfig
 from .data import PairDataModule, ShardPairDataModule, split_files
 from .module import SSLModule
@@ -75,7 +75,7 @@ def train(
     Writes ``out_dir/checkpoints/last.ckpt`` every ``cfg.checkpoint_every`` steps (when validation runs too),
     logs to ``out_dir/logs/metrics.csv`` (and TensorBoard when installed) and the model
     artefact to ``out_dir/model``. With ``resume`` the run continues from the last checkpoint.
-    ``recordings`` may instead be a shard folder (``shards.json``, see :mod:`singerid.shards`): its
+    ``recordings`` may instead be a shard folder (``shards.json``, see :mod:`singerid.data.shards`): its
     pairs are streamed rather than loaded, and its last shards validate.
     """
     cfg.validate()
