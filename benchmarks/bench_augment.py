@@ -18,7 +18,14 @@ import scipy.signal
 
 from benchmarks.common import time_call
 from singerid.audio import SAMPLE_RATE
-from singerid.training.augment import AugmentConfig, Augmenter, ViewParams, add_noise, apply_gain, apply_time_mask
+from singerid.training.augment import (
+    AugmentConfig,
+    Augmenter,
+    ViewParams,
+    add_noise,
+    apply_gain,
+    apply_time_mask,
+)
 
 
 def sung_signal(seconds: float, seed: int = 0) -> np.ndarray:

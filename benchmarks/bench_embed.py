@@ -38,12 +38,12 @@ import numpy as np
 import torch
 
 from benchmarks.common import time_call
-from singerid.model.artifact import Artifact, load_artifact, save_artifact
 from singerid.audio import SAMPLE_RATE
+from singerid.eval.trials import Trial, score_trials
 from singerid.export.formats import export_model, load_exported, parity_inputs
 from singerid.infer import SingerEncoder
+from singerid.model.artifact import Artifact, load_artifact, save_artifact
 from singerid.model.backbones import EncoderConfig, build_encoder, count_parameters
-from singerid.eval.trials import Trial, score_trials
 
 CLIP_SECONDS = 4.0
 VARIANTS = (

@@ -18,12 +18,12 @@ import torch
 
 from benchmarks.bench_augment import sung_signal
 from benchmarks.common import linear_fit, time_call
-from singerid.model.artifact import load_artifact, save_artifact
 from singerid.audio import SAMPLE_RATE, write_audio
+from singerid.eval.trials import Trial, score_trials
 from singerid.extract import extract_to_npz
 from singerid.infer import SingerEncoder
+from singerid.model.artifact import load_artifact, save_artifact
 from singerid.model.backbones import EncoderConfig, build_encoder
-from singerid.eval.trials import Trial, score_trials
 
 FILE_SECONDS = 8.0
 

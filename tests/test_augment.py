@@ -9,8 +9,8 @@ import parselmouth
 import pytest
 import scipy.signal
 
-from singerid.training.augment import AugmentConfig, Augmenter, ViewParams, bank_factors
 from singerid.errors import AudioError, ConfigError
+from singerid.training.augment import AugmentConfig, Augmenter, ViewParams, bank_factors
 
 SR = 44100
 ONLY_PITCH = dict(pitch_p=1.0, noise_p=0.0, gain_p=0.0, mask_p=0.0)

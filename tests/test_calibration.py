@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from singerid.errors import ConfigError, TrialsError
 from singerid.eval.calibration import (
     Calibration,
     as_norm,
@@ -17,7 +18,6 @@ from singerid.eval.calibration import (
     min_cllr,
     threshold_at_far,
 )
-from singerid.errors import ConfigError, TrialsError
 from singerid.eval.metrics import eer
 from singerid.eval.trials import Trial
 

@@ -10,7 +10,12 @@ import pytest
 
 from singerid.audio import write_audio
 from singerid.cli import main
-from singerid.data.datasets import discover, discover_folder, load_manifest, segment_recordings
+from singerid.data.datasets import (
+    discover,
+    discover_folder,
+    load_manifest,
+    segment_recordings,
+)
 from singerid.errors import ConfigError, DatasetError
 from singerid.records import Recording, Segment, read_recordings, read_segments
 

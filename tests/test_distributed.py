@@ -7,7 +7,6 @@ import socket
 from pathlib import Path
 
 import pytest
-
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp

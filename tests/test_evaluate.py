@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from singerid.model.artifact import load_artifact, save_artifact
 from singerid.audio import SAMPLE_RATE, write_audio
-from singerid.eval.baselines.systems import System, bandlimit, make_system, standardize
 from singerid.cli import main
 from singerid.errors import ConfigError, DatasetError, TrialsError
+from singerid.eval.baselines.systems import System, bandlimit, make_system, standardize
 from singerid.eval.evaluate import cache_key, calibrate_model, evaluate
 from singerid.eval.metrics import eer
+from singerid.eval.trials import Trial, read_trials, write_trials
+from singerid.model.artifact import load_artifact, save_artifact
 from singerid.model.backbones import EncoderConfig, build_encoder
 from singerid.records import Segment, write_segments
-from singerid.eval.trials import Trial, read_trials, write_trials
 
 # --- corpora -----------------------------------------------------------------------------------
 

@@ -4,13 +4,20 @@ import numpy as np
 import pytest
 import torch
 
-from singerid.model.artifact import load_artifact, save_artifact
 from singerid.cli import main
 from singerid.errors import AudioError, CheckpointError, ConfigError
-from singerid.export.formats import PARITY_TOLERANCE, check_parity, export_model, load_exported, parity_inputs, read_metadata
-from singerid.model.frontend import FrontendConfig
+from singerid.export.formats import (
+    PARITY_TOLERANCE,
+    check_parity,
+    export_model,
+    load_exported,
+    parity_inputs,
+    read_metadata,
+)
 from singerid.infer import load_model
+from singerid.model.artifact import load_artifact, save_artifact
 from singerid.model.backbones import EncoderConfig, build_encoder
+from singerid.model.frontend import FrontendConfig
 
 LENGTHS = (11025, 16001)
 BATCHES = (1, 2)

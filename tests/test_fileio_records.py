@@ -4,7 +4,14 @@ import pytest
 
 from singerid.errors import DatasetError
 from singerid.fileio import atomic_path
-from singerid.records import Recording, Segment, read_recordings, read_segments, write_recordings, write_segments
+from singerid.records import (
+    Recording,
+    Segment,
+    read_recordings,
+    read_segments,
+    write_recordings,
+    write_segments,
+)
 
 
 def test_atomic_path_keeps_old_file_on_failure(tmp_path):

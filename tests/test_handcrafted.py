@@ -7,6 +7,7 @@ import scipy.fft
 import scipy.signal
 
 from singerid.audio import SAMPLE_RATE
+from singerid.errors import AudioError
 from singerid.eval.baselines.handcrafted import (
     F0_FEATURES,
     N_MFCC,
@@ -15,7 +16,6 @@ from singerid.eval.baselines.handcrafted import (
     mfcc_stats,
     mfcc_stats_batch,
 )
-from singerid.errors import AudioError
 from tests.conftest import harmonic_tone
 
 MEDIAN, MEAN, STD, P10, P90, RANGE, VOICED = range(len(F0_FEATURES))

@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from singerid import hear
-from singerid.model.artifact import save_artifact
 from singerid.errors import AudioError, CheckpointError
 from singerid.export.formats import parity_inputs
-from singerid.model.frontend import FrontendConfig
 from singerid.infer import load_model as load_encoder
+from singerid.model.artifact import save_artifact
 from singerid.model.backbones import EncoderConfig, build_encoder
+from singerid.model.frontend import FrontendConfig
 
 
 def _artifact(path, mode="standard"):

@@ -335,13 +335,3 @@ def test_recall_ties_among_same_singer_items_do_not_count_against_the_query():
     for backend in ("numpy", "faiss"):
         assert recall_at_k(emb, singers, ks=(1,), backend=backend) == {1: 1.0}
 
-
-def test_unit_rows_normalises_and_rejects_bad_embeddings():
-    from singerid.eval.metrics import unit_rows
-
-    out = unit_rows([[3.0, 4.0], [0.0, 2.0]], 2, "sys")
-    np.testing.assert_allclose(out, [[0.6, 0.8], [0.0, 1.0]])
-    with pytest.raises(DatasetError, match="sys returned embeddings of shape"):
-        unit_rows(np.ones((3, 2)), 2, "sys")
-    with pytest.raises(DatasetError, match="zero, NaN"):
-        unit_rows([[0.0, 0.0], [1.0, 0.0]], 2, "sys")

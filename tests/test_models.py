@@ -11,7 +11,6 @@ import torch
 from torchvision.models import efficientnet_b0
 
 from singerid.errors import CheckpointError, ConfigError
-from singerid.model.frontend import FrontendConfig
 from singerid.model.backbones import (
     EFFICIENTNET_PREFIX,
     IMAGENET_MEAN,
@@ -23,6 +22,7 @@ from singerid.model.backbones import (
     build_encoder,
     count_parameters,
 )
+from singerid.model.frontend import FrontendConfig
 
 SR = 44100
 B0_IMAGENET_PARAMS = 5_288_548  # torchvision EfficientNet-B0 with its 1000-class head

@@ -4,12 +4,17 @@ import numpy as np
 import pytest
 import torch
 
-from singerid.model.artifact import load_artifact
 from singerid.cli import main
 from singerid.errors import CheckpointError
 from singerid.export.formats import parity_inputs
 from singerid.infer import load_model
-from singerid.model.official import config_from_hyperparams, import_official, read_hyperparams, read_state_dict
+from singerid.model.artifact import load_artifact
+from singerid.model.official import (
+    config_from_hyperparams,
+    import_official,
+    read_hyperparams,
+    read_state_dict,
+)
 
 HPARAMS = """\
 feature_extractor:

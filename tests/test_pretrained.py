@@ -52,7 +52,10 @@ def no_network(monkeypatch):
 
 @pytest.fixture(scope="module")
 def ge2e():
-    from singerid.eval.baselines.pretrained import ResemblyzerSystem, resemblyzer_weights
+    from singerid.eval.baselines.pretrained import (
+        ResemblyzerSystem,
+        resemblyzer_weights,
+    )
 
     try:
         resemblyzer_weights()
@@ -94,7 +97,10 @@ def test_ge2e_partial_windows_cover_the_clip(ge2e):
 
 
 def test_ge2e_loads_offline_and_rejects_a_bad_weights_path(tmp_path, no_network):
-    from singerid.eval.baselines.pretrained import ResemblyzerSystem, resemblyzer_weights
+    from singerid.eval.baselines.pretrained import (
+        ResemblyzerSystem,
+        resemblyzer_weights,
+    )
 
     try:
         assert ResemblyzerSystem().weights == resemblyzer_weights()
@@ -199,8 +205,8 @@ def test_hf_encoder_errors(tmp_path, tiny_w2v):
 
 def test_hf_encoder_embeds_segments_and_rejects_tiny_clips(tiny_w2v, tmp_path):
     from singerid.audio import load_audio, write_audio
-    from singerid.eval.baselines.pretrained import HFEncoderSystem
     from singerid.errors import AudioError
+    from singerid.eval.baselines.pretrained import HFEncoderSystem
     from singerid.records import Segment
 
     system = HFEncoderSystem(tiny_w2v, name="tiny")

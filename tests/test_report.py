@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from singerid.eval.baselines.systems import System
 from singerid.errors import ConfigError
+from singerid.eval.baselines.systems import System
 from singerid.eval.evaluate import evaluate
-from singerid.records import Segment
 from singerid.eval.report import map_2d, markdown_table, read_loss_log, write_report
+from singerid.records import Segment
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

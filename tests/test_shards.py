@@ -11,13 +11,16 @@ import soundfile as sf
 import torch
 from torch.utils.data import DataLoader
 
-from singerid.model.artifact import load_artifact
-from singerid.audio import SAMPLE_RATE, audio_info, fit_length, load_audio, peak_normalize, write_audio
-from singerid.training.augment import AugmentConfig, Augmenter
+from singerid.audio import (
+    SAMPLE_RATE,
+    audio_info,
+    fit_length,
+    load_audio,
+    peak_normalize,
+    write_audio,
+)
 from singerid.cli import main
 from singerid.data.datasets import discover
-from singerid.errors import ConfigError, DatasetError
-from singerid.records import Recording, write_recordings
 from singerid.data.shards import (
     INDEX_NAME,
     ShardPairStream,
@@ -29,7 +32,11 @@ from singerid.data.shards import (
     validation_set,
     write_shards,
 )
+from singerid.errors import ConfigError, DatasetError
+from singerid.model.artifact import load_artifact
+from singerid.records import Recording, write_recordings
 from singerid.training import load_config, train
+from singerid.training.augment import AugmentConfig, Augmenter
 from tests.conftest import voiced_clip
 
 NO_AUG = AugmentConfig(pitch_p=0.0, noise_p=0.0, gain_p=0.0, mask_p=0.0)

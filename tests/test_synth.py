@@ -13,12 +13,22 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from singerid.audio import SAMPLE_RATE, active_fraction, audio_info, rms_db
-from singerid.eval.baselines.handcrafted import F0_FEATURES, f0_stats_batch, mfcc_stats_batch
 from singerid.cli import main
-from singerid.errors import ConfigError
-from singerid.records import read_recordings
-from singerid.data.synth import TECHNIQUES, generate_corpus, sample_singer, sample_song, sing_song
+from singerid.data.synth import (
+    TECHNIQUES,
+    generate_corpus,
+    sample_singer,
+    sample_song,
+    sing_song,
+)
 from singerid.data.synth.render import _source
+from singerid.errors import ConfigError
+from singerid.eval.baselines.handcrafted import (
+    F0_FEATURES,
+    f0_stats_batch,
+    mfcc_stats_batch,
+)
+from singerid.records import read_recordings
 
 N_SINGERS, N_SONGS, SECONDS, SEED = 10, 3, 16.0, 7
 

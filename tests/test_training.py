@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from singerid.model.artifact import load_artifact
 from singerid.data.datasets import discover
 from singerid.errors import CheckpointError, ConfigError
+from singerid.model.artifact import load_artifact
 from singerid.training import METHODS, builtin_configs, load_config, train
 from singerid.training.config import TrainConfig
 
@@ -116,3 +116,26 @@ def test_training_does_not_depend_on_where_the_corpus_lives(tmp_path, tone_corpu
         weights.append(load_artifact(result.artifact).net.state_dict())
     for key in weights[0]:
         torch.testing.assert_close(weights[0][key], weights[1][key], rtol=0, atol=0, msg=key)
+
+
+def test_a_model_embeds_with_the_crop_length_it_was_trained_with(tmp_path, tone_corpus):
+    from singerid.infer import load_model
+
+    result = train(_tiny("vicreg", 2, "crop_seconds=1.5"), discover(tone_corpus), tmp_path / "run", progress=False)
+    encoder = load_model(result.artifact)
+    assert encoder.window == 1.5
+    audio = np.random.default_rng(0).standard_normal(44100 * 4).astype(np.float32) * 0.1
+    windows = encoder.embed_windows(audio)
+    # 4 s in 1.5 s windows with a 1.5 s hop: starts 0, 1.5, and a last window ending at 4 s.
+    np.testing.assert_allclose(windows.starts, [0.0, 1.5, 2.5])
+    np.testing.assert_allclose(windows.ends - windows.starts, 1.5)
+    assert load_model(result.artifact, window=1.0).window == 1.0  # an explicit window still wins
+
+
+@pytest.mark.parametrize("setting", ["model.frontend.sample_rate=22050", "augment.sample_rate=22050"])
+def test_a_sample_rate_other_than_the_library_rate_is_refused(setting, capsys):
+    from singerid.cli import main
+
+    assert main(["train", "--config", "demo", "--data", "x", "--out", "y", "--set", setting, "--print-config"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and setting in err[0] and "44100 Hz" in err[0]

@@ -8,7 +8,6 @@ import pytest
 
 from singerid.cli import main
 from singerid.errors import TrialsError
-from singerid.records import Segment, write_segments
 from singerid.eval.trials import (
     Trial,
     TrialsShortfallWarning,
@@ -19,6 +18,7 @@ from singerid.eval.trials import (
     trial_labels,
     write_trials,
 )
+from singerid.records import Segment, write_segments
 
 
 def corpus(n_singers=4, songs=3, files_per_song=1, segs_per_file=4, techniques=("belt", "breathy")) -> list[Segment]:

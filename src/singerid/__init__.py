@@ -13,7 +13,14 @@ import importlib
 from typing import Any
 
 from .audio import SAMPLE_RATE, load_audio
-from .errors import AudioError, CheckpointError, ConfigError, DatasetError, SingerIdError, TrialsError
+from .errors import (
+    AudioError,
+    CheckpointError,
+    ConfigError,
+    DatasetError,
+    SingerIdError,
+    TrialsError,
+)
 
 __version__ = "0.1.0"
 

@@ -15,11 +15,15 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .errors import AudioError
+from .errors import AudioError, ConfigError
 from .fileio import atomic_path
 
 SAMPLE_RATE = 44100
 """The library's working sample rate (full band, as in the paper)."""
+
+WINDOW_SECONDS = 4.0
+"""Default crop, window and segment length in seconds (the paper's 4 s crops). A trained model
+stores its own crop length in its artefact, and inference uses that."""
 
 SILENCE_DB = -60.0
 """RMS level (dBFS) below which a clip or frame counts as silent."""
@@ -39,6 +43,15 @@ class AudioInfo:
     def duration(self) -> float:
         """Length in seconds."""
         return self.frames / self.sample_rate
+
+
+def check_model_rate(rate: int, setting: str) -> None:
+    """Refuse a config ``setting`` that states a model rate other than :data:`SAMPLE_RATE`."""
+    if rate != SAMPLE_RATE:
+        raise ConfigError(
+            f"{setting}={rate!r}: singerid models run at {SAMPLE_RATE} Hz and audio is resampled to it when loaded; "
+            "remove this setting."
+        )
 
 
 def audio_info(path: str | os.PathLike) -> AudioInfo:
@@ -211,6 +224,12 @@ def fit_length(audio: np.ndarray, length: int, pad: str = "zeros") -> np.ndarray
             raise AudioError("cannot repeat-pad an empty clip.")
         return np.tile(audio, -(-length // len(audio)))[:length]
     raise AudioError(f"unknown pad policy {pad!r}; use 'zeros' or 'repeat'.")
+
+
+def training_crop(audio: np.ndarray, length: int) -> np.ndarray:
+    """A model input of exactly ``length`` samples: cut or repeat-padded, then peak-normalised
+    (how training and validation crops are prepared)."""
+    return peak_normalize(fit_length(audio, length, pad="repeat"))
 
 
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SAMPLE_RATE, subtype: str = "PCM_16") -> Path:

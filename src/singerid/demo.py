@@ -22,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .audio import WINDOW_SECONDS
 from .configio import to_dict
 from .errors import DatasetError
 from .fileio import write_text
@@ -159,12 +160,12 @@ def _train(run: Path, s: DemoSettings, train_files: list[Recording], progress: b
 
 
 def _evaluate(run: Path, s: DemoSettings, eval_files: list[Recording], model: Path, progress: bool):
-    from .eval.baselines.systems import make_system
     from .data.datasets import segment_recordings
+    from .eval.baselines.systems import make_system
     from .eval.evaluate import evaluate
     from .eval.report import write_report
 
-    segments = segment_recordings(eval_files, seconds=4.0, progress=progress).segments
+    segments = segment_recordings(eval_files, seconds=WINDOW_SECONDS, progress=progress).segments
     systems = [
         make_system(f"learned=model:{model}"),
         make_system(f"random=random:{model}", seed=s.seed),

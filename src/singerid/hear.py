@@ -3,6 +3,11 @@
 The implementation lives in :mod:`singerid.export.hear`.
 """
 
-from .export.hear import HearModel, get_scene_embeddings, get_timestamp_embeddings, load_model
+from .export.hear import (
+    HearModel,
+    get_scene_embeddings,
+    get_timestamp_embeddings,
+    load_model,
+)
 
 __all__ = ["HearModel", "get_scene_embeddings", "get_timestamp_embeddings", "load_model"]

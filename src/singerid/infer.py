@@ -17,16 +17,20 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .model.artifact import Artifact, load_artifact
-from .audio import SAMPLE_RATE, check_audio, fit_length, frame_levels_db, load_audio, resample, to_mono, SILENCE_DB
+from .audio import (
+    SAMPLE_RATE,
+    SILENCE_DB,
+    check_audio,
+    fit_length,
+    frame_levels_db,
+    load_audio,
+    resample,
+    to_mono,
+)
 from .errors import AudioError, ConfigError
-from .model.backbones import fused_for_inference
-
-CPU_PIECES = {"efficientnet_b0": 4}
-"""Windows per forward pass on the CPU, by backbone; other backbones take the whole batch at once.
-
-EfficientNet-B0 runs about 1.7x faster in pieces of 4 than as one batch of 64 on 2 cores (its
-activations then stay in cache); cpu_small is fastest as one batch (benchmarks/bench_embed.py)."""
+from .model.artifact import Artifact, load_artifact
+from .model.backbones import CPU_PIECES, fused_for_inference
+from .vectors import l2_normalize
 
 AudioLike = Union[np.ndarray, torch.Tensor]
 ClipLike = Union[str, os.PathLike, np.ndarray, torch.Tensor]
@@ -50,17 +54,11 @@ class Verification:
     threshold: float
 
 
-def normalize(x: np.ndarray) -> np.ndarray:
-    """Row-wise L2 normalisation (float32)."""
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 class SingerEncoder:
     """A loaded singer-identity model, ready to embed audio.
 
     Parameters mirror :func:`load_model`; ``window`` and ``hop`` (seconds) set how audio longer
-    than one window is cut; ``min_seconds`` is the shortest clip accepted, and ``short`` says
+    than one window is cut (``window`` defaults to the crop length the model was trained with); ``min_seconds`` is the shortest clip accepted, and ``short`` says
     what happens below it: ``"reject"`` (an error) or ``"pad"`` (repeat the clip up to
     ``min_seconds``).
     """
@@ -71,13 +69,14 @@ class SingerEncoder:
         *,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
-        window: float = 4.0,
+        window: float | None = None,
         hop: float | None = None,
         min_seconds: float = 1.0,
         short: str = "reject",
     ) -> None:
         if short not in ("reject", "pad"):
             raise ConfigError(f"short={short!r}: use 'reject' or 'pad'.")
+        window = artifact.window_seconds if window is None else window
         if window <= 0 or (hop is not None and hop <= 0) or min_seconds <= 0:
             raise ConfigError("window, hop and min_seconds must be positive.")
         self.artifact = artifact
@@ -104,12 +103,12 @@ class SingerEncoder:
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device, self.dtype)
         if not self.batch_independent:
             # One window at a time, so an official-compat embedding still ignores its batch-mates.
-            return normalize(torch.cat([self.net(row[None]) for row in x]).float().cpu().numpy())
+            return l2_normalize(torch.cat([self.net(row[None]) for row in x]).float().cpu().numpy())
         piece = CPU_PIECES.get(self.artifact.config.backbone) if self.device.type == "cpu" else None
         if piece:
             # Embeddings do not depend on the batch, so pieces give the same result, faster.
-            return normalize(torch.cat([self.net(part) for part in x.split(piece)]).float().numpy())
-        return normalize(self.net(x).float().cpu().numpy())
+            return l2_normalize(torch.cat([self.net(part) for part in x.split(piece)]).float().numpy())
+        return l2_normalize(self.net(x).float().cpu().numpy())
 
     def _prepare(self, audio: np.ndarray, source: str) -> np.ndarray:
         check_audio(audio, source, self.sample_rate, max_clipped=None)
@@ -172,7 +171,7 @@ class SingerEncoder:
                 emb[chunk] = self._forward(np.stack([flat[j] for j in chunk]))
         out = np.zeros((len(clips), self.dim), np.float32)
         np.add.at(out, owner, emb)
-        return normalize(out)
+        return l2_normalize(out)
 
     def embed_windows(
         self, audio: AudioLike, sample_rate: int = SAMPLE_RATE, *, skip_silence: bool = False, batch_size: int = 32, source: str = "audio"
@@ -191,7 +190,7 @@ class SingerEncoder:
         """One embedding for a whole file -> ``(dim,)``."""
         audio = load_audio(path, max_clipped=None)
         windows = self.embed_windows(audio, skip_silence=skip_silence, source=str(path))
-        return normalize(windows.embeddings.mean(0))
+        return l2_normalize(windows.embeddings.mean(0))
 
     def embed_files(
         self,
@@ -203,20 +202,21 @@ class SingerEncoder:
         progress: bool = True,
     ) -> np.ndarray:
         """Embed whole files -> ``(len(paths), dim)``; audio is decoded in ``num_workers`` processes."""
-        loader = DataLoader(_FileAudio(paths), batch_size=None, num_workers=num_workers)
-        out = np.zeros((len(paths), self.dim), np.float32)
-        for i, (path, audio) in enumerate(tqdm(loader, total=len(paths), desc="embed", unit="file", disable=not progress)):
-            windows = self.embed_windows(audio.numpy(), skip_silence=skip_silence, batch_size=batch_size, source=path)
-            out[i] = normalize(windows.embeddings.mean(0))
-        return out
+        return self._embed_decoded(_FileAudio(paths), "file", batch_size, num_workers, skip_silence, progress)
 
     def embed_segments(self, segments: Iterable, *, batch_size: int = 32, num_workers: int = 0, progress: bool = True) -> np.ndarray:
         """Embed crops described by :class:`~singerid.records.Segment` rows -> ``(n, dim)``."""
-        segs = list(segments)
-        loader = DataLoader(_SegmentAudio(segs), batch_size=None, num_workers=num_workers)
-        out = np.zeros((len(segs), self.dim), np.float32)
-        for i, (sid, audio) in enumerate(tqdm(loader, total=len(segs), desc="embed", unit="seg", disable=not progress)):
-            out[i] = normalize(self.embed_windows(audio.numpy(), batch_size=batch_size, source=sid).embeddings.mean(0))
+        return self._embed_decoded(_SegmentAudio(list(segments)), "seg", batch_size, num_workers, False, progress)
+
+    def _embed_decoded(
+        self, items: Dataset, unit: str, batch_size: int, num_workers: int, skip_silence: bool, progress: bool
+    ) -> np.ndarray:
+        """One whole-item embedding (mean of its windows) per ``(name, audio)`` item of ``items``."""
+        loader = DataLoader(items, batch_size=None, num_workers=num_workers)
+        out = np.zeros((len(items), self.dim), np.float32)
+        for i, (name, audio) in enumerate(tqdm(loader, total=len(items), desc="embed", unit=unit, disable=not progress)):
+            windows = self.embed_windows(audio.numpy(), skip_silence=skip_silence, batch_size=batch_size, source=name)
+            out[i] = l2_normalize(windows.embeddings.mean(0))
         return out
 
     def _embed_one(self, clip: ClipLike, sample_rate: int) -> np.ndarray:

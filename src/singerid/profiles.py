@@ -11,6 +11,7 @@ import numpy as np
 
 from .errors import CheckpointError, ConfigError
 from .fileio import atomic_path
+from .vectors import l2_normalize
 
 UNKNOWN = "unknown"
 
@@ -24,8 +25,7 @@ class SingerProfile:
 
     @property
     def centroid(self) -> np.ndarray:
-        c = np.asarray(self.embeddings, np.float32).mean(0)
-        return c / max(float(np.linalg.norm(c)), 1e-12)
+        return l2_normalize(np.asarray(self.embeddings, np.float32).mean(0))
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from types import ModuleType
 from .. import __version__
 from ..errors import SingerIdError
 
+
 def _load_commands() -> list[ModuleType]:
     """Every command module in this package, in workflow order (``ORDER``)."""
     modules = [

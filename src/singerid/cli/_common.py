@@ -11,7 +11,9 @@ def add_model_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_window_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--window", type=float, default=4.0, help="window length in seconds for long audio (default: 4)")
+    parser.add_argument(
+        "--window", type=float, default=None, help="window length in seconds for long audio (default: the model's training crop length)"
+    )
     parser.add_argument("--hop", type=float, default=None, help="window hop in seconds (default: the window length)")
     parser.add_argument(
         "--pad", action="store_true", help="repeat clips shorter than --min-seconds instead of rejecting them"
@@ -26,7 +28,7 @@ def load_encoder(args: argparse.Namespace):
     return load_model(
         args.model,
         device=args.device,
-        window=getattr(args, "window", 4.0),
+        window=getattr(args, "window", None),
         hop=getattr(args, "hop", None),
         min_seconds=getattr(args, "min_seconds", 1.0),
         short="pad" if getattr(args, "pad", False) else "reject",

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..audio import WINDOW_SECONDS
 from .prepare import add_layout_options, layout_options
 
 NAME = "evaluate"
@@ -32,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--manifest", help="segment manifest CSV (from `singerid segment`)")
     add_layout_options(parser, default=None)
     arg = parser.add_argument
-    arg("--seconds", type=float, default=4.0, help="segment length for --data (default: %(default)s)")
+    arg("--seconds", type=float, default=WINDOW_SECONDS, help="segment length for --data (default: %(default)s)")
     arg("--trials", help="trial list to use (default: draw one; it is written to OUT/trials.txt)")
     arg("--condition", choices=CONDITIONS, default="cross-song",
         help="which same-singer pairs are targets (default: %(default)s)")
@@ -79,13 +80,13 @@ def system_specs(model: str | None, baselines: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..eval.baselines.systems import make_system
     from ..data.datasets import discover, segment_recordings
     from ..errors import ConfigError
+    from ..eval.baselines.systems import make_system
     from ..eval.evaluate import calibrate_model, evaluate
-    from ..records import read_segments, write_segments
     from ..eval.report import markdown_table, write_report
     from ..eval.trials import write_trials
+    from ..records import read_segments, write_segments
 
     out = Path(args.out)
     if args.calibrate and not args.model:
@@ -137,8 +138,8 @@ def run(args: argparse.Namespace) -> int:
         for note in r["warnings"]:
             print(f"note: {name}: {note}")
     if args.invariance is not None:
-        from ..fileio import write_text
         from ..eval.invariance import invariance_markdown, invariance_report
+        from ..fileio import write_text
 
         reports = [
             invariance_report(system, segments, transforms=args.invariance or None, seed=args.seed) for system in systems

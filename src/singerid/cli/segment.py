@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..audio import SILENCE_DB
+from ..audio import SILENCE_DB, WINDOW_SECONDS
 from .prepare import add_layout_options, layout_options
 
 NAME = "segment"
@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "source", metavar="MANIFEST_OR_DIR", help="a recording manifest CSV, or a data folder (see --layout)"
     )
     parser.add_argument("--out", required=True, help="segment manifest to write (CSV)")
-    parser.add_argument("--seconds", type=float, default=4.0, help="segment length in seconds (default: 4)")
+    parser.add_argument("--seconds", type=float, default=WINDOW_SECONDS, help="segment length in seconds (default: %(default)s)")
     parser.add_argument(
         "--hop", type=float, default=None, help="seconds between segment starts (default: --seconds, no overlap)"
     )

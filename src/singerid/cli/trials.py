@@ -33,8 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..eval.trials import (
+        TrialsShortfallWarning,
+        make_trials,
+        shortfall_message,
+        write_trials,
+    )
     from ..records import read_segments
-    from ..eval.trials import TrialsShortfallWarning, make_trials, shortfall_message, write_trials
 
     segments = read_segments(args.manifest)
     with warnings.catch_warnings():

@@ -53,7 +53,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from ..audio import SILENCE_DB, active_fraction, audio_info
+from ..audio import SILENCE_DB, WINDOW_SECONDS, active_fraction, audio_info
 from ..errors import AudioError, ConfigError, DatasetError
 from ..records import Recording, Segment, read_recordings
 
@@ -356,7 +356,7 @@ class SegmentResult:
 
 def segment_recordings(
     recordings: Iterable[Recording],
-    seconds: float = 4.0,
+    seconds: float = WINDOW_SECONDS,
     hop: float | None = None,
     min_active: float = 0.5,
     silence_db: float = SILENCE_DB,

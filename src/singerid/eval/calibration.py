@@ -22,20 +22,11 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ConfigError, TrialsError
+from ..vectors import l2_normalize
 from .metrics import _scores_labels, det_curve, eer
 
 # ---------------------------------------------------------------------------------------------
 # AS-norm
-
-
-def _unit_rows(x, what: str) -> np.ndarray:
-    z = np.asarray(x, dtype=np.float64)
-    if z.ndim != 2:
-        raise TrialsError(f"{what} must be an (n, dim) array, got shape {z.shape}.")
-    norms = np.linalg.norm(z, axis=1, keepdims=True)
-    if not np.all(np.isfinite(norms)) or np.any(norms == 0):
-        raise TrialsError(f"{what}: some embeddings are zero or not finite; re-embed those segments.")
-    return z / norms
 
 
 def cohort_stats(embeddings, cohort, top_k: int | None = 200, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
@@ -44,8 +35,8 @@ def cohort_stats(embeddings, cohort, top_k: int | None = 200, block: int = 1024)
     ``top_k=None`` uses the whole cohort (plain S-norm statistics). Rows are processed in
     blocks of ``block`` so memory stays at ``block x len(cohort)`` scores.
     """
-    z = _unit_rows(embeddings, "embeddings")
-    c = _unit_rows(cohort, "cohort")
+    z = l2_normalize(embeddings, what="embeddings", error=TrialsError, dtype=np.float64)
+    c = l2_normalize(cohort, what="cohort", error=TrialsError, dtype=np.float64)
     if z.shape[1] != c.shape[1]:
         raise TrialsError(f"embeddings have dim {z.shape[1]} but the cohort has dim {c.shape[1]}; embed both with the same model.")
     k = len(c) if top_k is None else int(top_k)

@@ -35,9 +35,11 @@ from typing import Sequence
 
 import numpy as np
 
-from .calibration import as_norm_trials, fit_calibration, min_cllr, store_calibration
 from ..errors import CheckpointError, DatasetError, TrialsError
 from ..fileio import atomic_path
+from ..records import Segment
+from ..vectors import l2_normalize
+from .calibration import as_norm_trials, fit_calibration, min_cllr, store_calibration
 from .metrics import (
     alignment,
     eer,
@@ -47,11 +49,17 @@ from .metrics import (
     normalized_ranks,
     recall_at_k,
     uniformity,
-    unit_rows,
 )
 from .probe import linear_probe
-from ..records import Segment
-from .trials import CONDITIONS, Trial, check_trials_against, make_trials, read_trials, score_trials, trial_labels
+from .trials import (
+    CONDITIONS,
+    Trial,
+    check_trials_against,
+    make_trials,
+    read_trials,
+    score_trials,
+    trial_labels,
+)
 
 P_TARGETS = (0.01, 0.05)
 """Prior target probabilities at which minDCF is reported."""
@@ -404,7 +412,7 @@ def embed_cached(
 
 def _embed(system, segs: list[Segment], progress: bool) -> np.ndarray:
     """The system's embeddings, checked and L2-normalised (float32)."""
-    return unit_rows(system.embed(segs, progress=progress), len(segs), f"system {system.name!r}")
+    return l2_normalize(system.embed(segs, progress=progress), what=f"system {system.name!r}", rows=len(segs))
 
 
 def _safe_name(name: str) -> str:

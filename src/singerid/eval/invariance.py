@@ -38,7 +38,8 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE, fit_length, load_audio, resample, write_audio
 from ..errors import AudioError, DatasetError, TrialsError
-from .metrics import eer, unit_rows
+from ..vectors import l2_normalize
+from .metrics import eer
 
 EmbedFn = Callable[[list[np.ndarray]], np.ndarray]
 TransformFn = Callable[[np.ndarray, int, np.random.Generator], "np.ndarray | None"]
@@ -81,8 +82,8 @@ def praat_change_gender(
     """Praat "Change gender" through :func:`singerid.training.augment.change_gender` (range factor 1, duration 1)."""
     from ..training.augment import AugmentConfig, change_gender
 
-    cfg = AugmentConfig(formant_ratio=formant_ratio, pitch_floor=PITCH_FLOOR, pitch_ceiling=PITCH_CEILING, sample_rate=sample_rate)
-    out = change_gender(audio, [(pitch_ratio, 1.0)], cfg, _praat_seed(rng))
+    cfg = AugmentConfig(formant_ratio=formant_ratio, pitch_floor=PITCH_FLOOR, pitch_ceiling=PITCH_CEILING)
+    out = change_gender(audio, [(pitch_ratio, 1.0)], cfg, _praat_seed(rng), sample_rate)
     return None if out is None else out[0].audio
 
 
@@ -101,11 +102,13 @@ def change_duration(factor: float) -> TransformFn:
 
     def apply(x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray | None:
         import parselmouth
-        from parselmouth.praat import call, run
+        from parselmouth.praat import call
 
-        if len(x) < int(np.ceil(3.0 * sr / PITCH_FLOOR)) + 1:
+        from ..training.augment import praat_min_samples, seed_praat
+
+        if len(x) < praat_min_samples(sr, PITCH_FLOOR):
             return None
-        run(f"random_initializeWithSeedUnsafelyButPredictably ({_praat_seed(rng)})")
+        seed_praat(_praat_seed(rng))
         sound = parselmouth.Sound(np.asarray(x, dtype=np.float64), sampling_frequency=sr)
         return call(sound, "Lengthen (overlap-add)", PITCH_FLOOR, PITCH_CEILING, float(factor)).values[0].astype(np.float32)
 
@@ -226,7 +229,7 @@ def _resolve(transforms: Sequence[str | Transform] | None) -> list[Transform]:
 
 
 def _embed_checked(embed: EmbedFn, clips: list[np.ndarray], what: str) -> np.ndarray:
-    return unit_rows(embed(clips), len(clips), f"the embedding function ({what} clips)", dtype=np.float64)
+    return l2_normalize(embed(clips), what=f"the embedding function ({what} clips)", rows=len(clips), dtype=np.float64)
 
 
 def _pair_eer(scores: np.ndarray, same: np.ndarray, mask: np.ndarray) -> float | None:

@@ -19,6 +19,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from ..errors import DatasetError, TrialsError
+from ..vectors import l2_normalize
 
 # ---------------------------------------------------------------------------------------------
 # Verification
@@ -98,27 +99,11 @@ def _embeddings_labels(embeddings, singers) -> tuple[np.ndarray, np.ndarray]:
         raise DatasetError(
             f"embeddings of shape {z.shape} do not match {len(labels)} singer labels; pass one label per row."
         )
-    norms = np.linalg.norm(z, axis=1, keepdims=True)
-    if not np.all(np.isfinite(norms)) or np.any(norms == 0):
-        raise DatasetError("some embeddings are zero or not finite; re-embed those segments.")
+    z = l2_normalize(z, what="embeddings", dtype=np.float64)
     codes = np.unique(labels.astype(str), return_inverse=True)[1].ravel()
     if codes.max(initial=0) < 1:
         raise DatasetError("embeddings come from fewer than 2 singers; singer metrics need at least 2.")
-    return z / norms, codes
-
-
-def unit_rows(embeddings, n_expected: int, source: str, dtype=np.float32) -> np.ndarray:
-    """``embeddings`` checked to be ``(n_expected, dim)``, finite and non-zero, then L2-normalised.
-
-    ``source`` names what produced them, for the :class:`DatasetError` raised otherwise.
-    """
-    z = np.asarray(embeddings, dtype=dtype)
-    if z.ndim != 2 or len(z) != n_expected:
-        raise DatasetError(f"{source} returned embeddings of shape {z.shape} for {n_expected} inputs; expected (n, dim).")
-    norms = np.linalg.norm(z, axis=1, keepdims=True)
-    if not np.all(np.isfinite(norms)) or np.any(norms == 0):
-        raise DatasetError(f"{source} returned zero, NaN or infinite embeddings; check its input audio.")
-    return z / norms
+    return z, codes
 
 
 def _rounded(similarities: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import DatasetError
+from ..vectors import l2_normalize
 from .metrics import accuracy_ci
 
 
@@ -138,10 +139,6 @@ def _run(name: str, scorer: Scorer, embeddings, singers, recordings, n_folds: in
     }
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def _linear_scorer(seed: int, c: float, max_iter: int) -> Scorer:
     def score(train_x, train_y, test_x, n_classes):
         from sklearn.linear_model import LogisticRegression
@@ -159,7 +156,7 @@ def _linear_scorer(seed: int, c: float, max_iter: int) -> Scorer:
 
 def _knn_scorer(k: int) -> Scorer:
     def score(train_x, train_y, test_x, n_classes):
-        sims = _unit(test_x) @ _unit(train_x).T
+        sims = l2_normalize(test_x, dtype=np.float64) @ l2_normalize(train_x, dtype=np.float64).T
         nearest = np.argsort(-sims, axis=1, kind="stable")[:, :k]
         votes = np.zeros((len(test_x), n_classes))
         np.add.at(votes, (np.arange(len(test_x))[:, None], train_y[nearest]), 1.0)
@@ -175,8 +172,8 @@ def _knn_scorer(k: int) -> Scorer:
 
 def _centroid_scorer(train_x, train_y, test_x, n_classes):
     centroids = np.zeros((n_classes, train_x.shape[1]))
-    np.add.at(centroids, train_y, _unit(train_x))
-    return _unit(test_x) @ _unit(centroids).T
+    np.add.at(centroids, train_y, l2_normalize(train_x, dtype=np.float64))
+    return l2_normalize(test_x, dtype=np.float64) @ l2_normalize(centroids, dtype=np.float64).T
 
 
 def linear_probe(

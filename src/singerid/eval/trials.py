@@ -25,6 +25,7 @@ import numpy as np
 from ..errors import TrialsError
 from ..fileio import atomic_path
 from ..records import Segment
+from ..vectors import l2_normalize
 
 CONDITIONS = ("cross-recording", "cross-song", "cross-technique", "same-song", "any")
 """Which same-singer pairs count as target trials:
@@ -365,10 +366,7 @@ def score_trials(trials: Sequence[Trial], ids: Sequence[str], embeddings: np.nda
     if len(row_of) != len(ids):
         raise TrialsError("embedding ids are not unique; each segment must be embedded once.")
     check_trials_against(trials, row_of)
-    norms = np.linalg.norm(emb, axis=1, keepdims=True)
-    if not np.all(np.isfinite(norms)) or np.any(norms == 0):
-        raise TrialsError("some embeddings are zero or not finite; re-embed those segments.")
-    emb = emb / norms
+    emb = l2_normalize(emb, what="trial embeddings", error=TrialsError)
     a = np.fromiter((row_of[t.enroll] for t in trials), dtype=np.int64, count=len(trials))
     b = np.fromiter((row_of[t.test] for t in trials), dtype=np.int64, count=len(trials))
     # Chunked so memory stays bounded (1M trials of 1000-d would otherwise gather 8 GB).

@@ -33,10 +33,12 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..model.artifact import Artifact, load_artifact
 from ..audio import SAMPLE_RATE
 from ..errors import AudioError, CheckpointError, ConfigError
 from ..fileio import atomic_path
+from ..model.artifact import Artifact, load_artifact
+from ..model.backbones import CPU_PIECES
+from ..vectors import l2_normalize
 
 FORMATS = ("onnx", "torchscript")
 ONNX_STFT_BACKENDS = ("matmul", "onnx", "conv")
@@ -45,9 +47,6 @@ ONNX_STFT_BACKENDS = ("matmul", "onnx", "conv")
 PARITY_TOLERANCE = 1e-4
 """Largest accepted |exported - eager| embedding difference."""
 ONNX_OPSET = 17
-EXPORTED_PIECE = 4
-"""Clips per call when :func:`load_exported` runs a batch: on 2 CPU cores pieces of 2-4 clips
-ran 1.4-2x faster per clip than whole batches of 64 (``benchmarks/bench_embed.py``)."""
 METADATA_KEY = "singerid"
 """Name of the JSON metadata: TorchScript extra file ``singerid.json``, ONNX ``metadata_props`` key."""
 EXPORT_FORMAT = "singerid-export"
@@ -65,7 +64,7 @@ class ExportableEncoder(nn.Module):
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         h = self.backbone(self.frontend(wave))
-        # Same floor as singerid.infer.normalize, so an all-zero output stays finite.
+        # Same floor as singerid.vectors.l2_normalize, so an all-zero output stays finite.
         return h / torch.linalg.vector_norm(h, dim=1, keepdim=True).clamp_min(1e-12)
 
 
@@ -229,19 +228,20 @@ def read_metadata(path: str | os.PathLike) -> dict:
 
 
 def load_exported(
-    path: str | os.PathLike, *, threads: int | None = None, piece: int | None = EXPORTED_PIECE
+    path: str | os.PathLike, *, threads: int | None = None, piece: int | None | str = "auto"
 ) -> Callable[[np.ndarray], np.ndarray]:
     """A function ``waveform (batch, samples) float32 -> embeddings (batch, dim)`` running the
     exported file with ``torch.jit.load`` (TorchScript) or onnxruntime (ONNX) on the CPU.
 
     ``threads`` sets onnxruntime's intra-op threads (TorchScript follows ``torch.set_num_threads``).
-    A batch runs ``piece`` clips at a time (``None``: all at once), which keeps the activations in
-    cache (same embeddings); a batch-dependent (official-compat) model always runs whole batches.
+    A batch runs ``piece`` clips at a time (``None``: all at once; ``"auto"``: the backbone's
+    :data:`~singerid.model.backbones.CPU_PIECES` entry), which keeps the activations in cache (same
+    embeddings); a batch-dependent (official-compat) model always runs whole batches.
     """
     p = Path(path)
     fmt = detect_format(p)
-    if piece is not None and piece < 1:
-        raise ConfigError(f"load_exported piece={piece}: must be >= 1 (or None for whole batches).")
+    if piece != "auto" and piece is not None and (not isinstance(piece, int) or piece < 1):
+        raise ConfigError(f"load_exported piece={piece!r}: must be >= 1, 'auto' or None (whole batches).")
     if fmt == "torchscript":
         extra = {f"{METADATA_KEY}.json": ""}
         module = _jit_load(p, extra).eval()
@@ -277,10 +277,13 @@ def load_exported(
     return _in_pieces(run_batch, piece)
 
 
-def _safe_piece(metadata: str, piece: int | None) -> int | None:
-    """``piece``, or ``None`` (whole batches) when the model's output depends on its batch-mates,
-    or when a file without singerid metadata leaves that unknown."""
-    return None if json.loads(metadata or "{}").get("batch_dependent", True) else piece
+def _safe_piece(metadata: str, piece: int | None | str) -> int | None:
+    """``piece`` (``"auto"``: the backbone's CPU piece), or ``None`` (whole batches) when the model's
+    output depends on its batch-mates, or when a file without singerid metadata leaves that unknown."""
+    meta = json.loads(metadata or "{}")
+    if meta.get("batch_dependent", True):
+        return None
+    return CPU_PIECES.get(meta.get("backbone", "")) if piece == "auto" else piece
 
 
 def _in_pieces(run_batch: Callable[[np.ndarray], np.ndarray], piece: int | None) -> Callable[[np.ndarray], np.ndarray]:
@@ -328,8 +331,6 @@ def check_parity(
     The eager reference is the artefact's own network (``torch.stft`` frontend) followed by
     row-wise L2 normalisation, exactly what :class:`~singerid.infer.SingerEncoder` computes.
     """
-    from ..infer import normalize
-
     artifact = _as_artifact(artifact)
     net = copy.deepcopy(artifact.net).float().cpu().eval()
     net.frontend.set_stft_backend("fft")
@@ -339,7 +340,7 @@ def check_parity(
         for batch_size in batch_sizes:
             wave = parity_inputs(int(length), int(batch_size), seed)
             with torch.inference_mode():
-                ref = normalize(net(torch.from_numpy(wave)).numpy())
+                ref = l2_normalize(net(torch.from_numpy(wave)).numpy())
             got = run(wave)
             if got.shape != ref.shape:
                 raise CheckpointError(

@@ -29,7 +29,8 @@ from torch import nn
 
 from ..audio import SAMPLE_RATE, check_audio
 from ..errors import AudioError, CheckpointError
-from ..infer import SingerEncoder, load_model as load_encoder
+from ..infer import SingerEncoder
+from ..infer import load_model as load_encoder
 
 TIMESTAMP_WINDOW = SAMPLE_RATE
 """Timestamp embedding window, in samples (1 s)."""

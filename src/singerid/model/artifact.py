@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from .. import __version__
-from ..audio import SAMPLE_RATE
+from ..audio import SAMPLE_RATE, WINDOW_SECONDS
 from ..errors import CheckpointError, ConfigError
 from ..fileio import atomic_path, write_text
 from .backbones import EncoderConfig, SingerEncoderNet, build_encoder
@@ -41,6 +41,11 @@ class Artifact:
         return dict(self.meta.get("calibration") or {})
 
     @property
+    def window_seconds(self) -> float:
+        """The crop length the model was trained with: inference's default window."""
+        return float(self.meta.get("window_seconds") or WINDOW_SECONDS)
+
+    @property
     def fingerprint(self) -> str:
         """SHA-256 of the weights: ties profiles and embedding caches to the exact model."""
         return str(self.meta["weights_sha256"])
@@ -60,8 +65,15 @@ def save_artifact(
     training: dict | None = None,
     calibration: dict | None = None,
     extra: dict | None = None,
+    window_seconds: float = WINDOW_SECONDS,
 ) -> Path:
-    """Write ``net`` as an artefact: a folder, or a single file when ``path`` ends in ``.pt``."""
+    """Write ``net`` as an artefact: a folder, or a single file when ``path`` ends in ``.pt``.
+
+    ``window_seconds`` is the crop length the model was trained with; inference cuts audio into
+    windows of that length by default.
+    """
+    if window_seconds <= 0:
+        raise ConfigError(f"window_seconds={window_seconds}: must be positive.")
     path = Path(path)
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     blob = _state_bytes(state)
@@ -70,6 +82,7 @@ def save_artifact(
         "format_version": FORMAT_VERSION,
         "singerid_version": __version__,
         "sample_rate": SAMPLE_RATE,
+        "window_seconds": float(window_seconds),
         "embedding_dim": config.embedding_dim,
         "model": config.to_dict(),
         "training": training,
@@ -91,7 +104,9 @@ def save_artifact(
 def update_calibration(path: str | os.PathLike, calibration: dict) -> Path:
     """Store ``calibration`` in an existing artefact (weights untouched)."""
     art = load_artifact(path)
-    return save_artifact(path, art.net, art.config, training=art.meta.get("training"), calibration=calibration)
+    return save_artifact(
+        path, art.net, art.config, training=art.meta.get("training"), calibration=calibration, window_seconds=art.window_seconds
+    )
 
 
 def _read(path: Path) -> tuple[dict, dict]:
@@ -134,6 +149,11 @@ def load_artifact(path: str | os.PathLike, device: str | torch.device = "cpu") -
     if int(meta.get("format_version", 0)) > FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: artefact format {meta['format_version']} is newer than this singerid ({__version__}) reads; upgrade singerid."
+        )
+    if meta.get("sample_rate", SAMPLE_RATE) != SAMPLE_RATE:
+        raise CheckpointError(
+            f"{path}: the model was saved for {meta['sample_rate']} Hz audio, but singerid runs models at {SAMPLE_RATE} Hz; "
+            "re-train or re-import it with this singerid."
         )
     try:
         config = EncoderConfig.from_dict(meta["model"])

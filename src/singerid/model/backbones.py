@@ -47,6 +47,10 @@ from .frontend import FrontendConfig, LogMelFrontend
 
 BACKBONES = ("efficientnet_b0", "cpu_small")
 DEFAULT_EMBEDDING_DIM = {"efficientnet_b0": 1000, "cpu_small": 256}
+CPU_PIECES = {"efficientnet_b0": 4}
+"""Clips per forward pass on the CPU, by backbone (eager and exported runs alike); a backbone not
+listed runs whole batches. Small pieces keep EfficientNet-B0's activations in cache; which size
+is fastest is measured in ``benchmarks/bench_embed.py``."""
 EFFICIENTNET_PREFIX = "backbone.net."
 """Prefix of the torchvision EfficientNet-B0 keys inside a :class:`SingerEncoderNet` state dict."""
 

@@ -50,6 +50,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..audio import SAMPLE_RATE, check_model_rate
 from ..configio import reject_unknown_keys
 from ..errors import AudioError, ConfigError
 
@@ -72,7 +73,7 @@ class FrontendConfig:
     official-compat); see :attr:`effective_pad_mode`.
     """
 
-    sample_rate: int = 44100
+    sample_rate: int = SAMPLE_RATE
     n_fft: int = 2048
     hop_length: int = 512
     n_mels: int = 128
@@ -87,6 +88,7 @@ class FrontendConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"FrontendConfig.{name}={value!r}: must be a positive integer.")
+        check_model_rate(self.sample_rate, "model.frontend.sample_rate")
         if self.mode not in MODES:
             raise ConfigError(f"FrontendConfig.mode={self.mode!r}: choose one of {', '.join(MODES)}.")
         if self.pad_mode is not None and self.pad_mode not in PAD_MODES:

@@ -28,8 +28,8 @@ import torch
 import yaml
 
 from ..errors import CheckpointError, ConfigError
-from .frontend import FrontendConfig
 from .backbones import EFFICIENTNET_PREFIX, EncoderConfig, build_encoder
+from .frontend import FrontendConfig
 
 OFFICIAL_PREFIX = "encoder.net.2."
 """Where the authors' state dict keeps torchvision's EfficientNet-B0."""

@@ -42,7 +42,7 @@ import numpy as np
 import parselmouth
 from parselmouth.praat import call, run
 
-from ..audio import SAMPLE_RATE
+from ..audio import SAMPLE_RATE, check_model_rate
 from ..errors import AudioError, ConfigError
 from ..fileio import atomic_path, write_text
 
@@ -104,8 +104,9 @@ class AugmentConfig:
             raise ConfigError(
                 f"augment pitch floor/ceiling = {self.pitch_floor}/{self.pitch_ceiling} Hz: need 0 < floor < ceiling."
             )
-        if self.formant_ratio <= 0 or self.sample_rate <= 0:
-            raise ConfigError("augment.formant_ratio and augment.sample_rate must be positive.")
+        if self.formant_ratio <= 0:
+            raise ConfigError("augment.formant_ratio must be positive.")
+        check_model_rate(self.sample_rate, "augment.sample_rate")
         if self.pitch_mode not in ("praat", "bank"):
             raise ConfigError(f"augment.pitch_mode = {self.pitch_mode!r}: choose 'praat' or 'bank'.")
         if self.bank_variants < 1:
@@ -156,13 +157,18 @@ class PitchShift:
     """True when the range factor was dropped (set to 1) to keep the lowest F0 plausible."""
 
 
-def _min_samples(cfg: AugmentConfig) -> int:
-    # Praat's pitch analysis needs three periods of the pitch floor.
-    return int(np.ceil(3.0 * cfg.sample_rate / cfg.pitch_floor)) + 1
+def praat_min_samples(sample_rate: int, pitch_floor: float) -> int:
+    """Shortest clip Praat's pitch analysis accepts: three periods of the pitch floor."""
+    return int(np.ceil(3.0 * sample_rate / pitch_floor)) + 1
+
+
+def seed_praat(seed: int) -> None:
+    """Seed Praat's own generator (its overlap-add draws random numbers)."""
+    run(f"random_initializeWithSeedUnsafelyButPredictably ({seed % PRAAT_SEEDS})")
 
 
 def change_gender(
-    x: np.ndarray, ratios: Sequence[tuple[float, float]], cfg: AugmentConfig, seed: int
+    x: np.ndarray, ratios: Sequence[tuple[float, float]], cfg: AugmentConfig, seed: int, sample_rate: int = SAMPLE_RATE
 ) -> list[PitchShift] | None:
     """Formant-preserving pitch shifts of ``x`` with Praat's "Change gender", one per ``(ratio, range)``.
 
@@ -175,9 +181,9 @@ def change_gender(
     is seeded (``seed + i`` for the ``i``-th output) to make the result reproducible.
     """
     n = len(x)
-    if n < _min_samples(cfg):
+    if n < praat_min_samples(sample_rate, cfg.pitch_floor):
         return None
-    sound = parselmouth.Sound(np.asarray(x, dtype=np.float64), sampling_frequency=cfg.sample_rate)
+    sound = parselmouth.Sound(np.asarray(x, dtype=np.float64), sampling_frequency=sample_rate)
     pitch = sound.to_pitch(time_step=0.8 / cfg.pitch_floor, pitch_floor=cfg.pitch_floor, pitch_ceiling=cfg.pitch_ceiling)
     f0 = pitch.selected_array["frequency"]
     voiced = f0[f0 > 0]
@@ -190,7 +196,7 @@ def change_gender(
         new_median = ratio * median
         reset = new_median + (ratio * lowest - new_median) * spread < 0.5 * cfg.pitch_floor
         used_spread = 1.0 if reset else spread
-        run(f"random_initializeWithSeedUnsafelyButPredictably ({(seed + i) % PRAAT_SEEDS})")
+        seed_praat(seed + i)
         shifted = call([sound, pitch], "Change gender", cfg.formant_ratio, new_median, used_spread, 1.0)
         y = shifted.values[0]
         if len(y) != n:

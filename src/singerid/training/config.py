@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from .augment import AugmentConfig
+from ..audio import WINDOW_SECONDS
 from ..configio import apply_overrides, from_dict, read_yaml, to_dict
 from ..errors import ConfigError
 from ..model.backbones import EncoderConfig
+from .augment import AugmentConfig
 
 METHODS = ("contrastive", "contrastive-vc", "uniformity", "vicreg", "byol")
 
@@ -50,7 +51,7 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    crop_seconds: float = 4.0
+    crop_seconds: float = WINDOW_SECONDS
     batch_size: int = 140
     max_steps: int = 100_000
     checkpoint_every: int = 500

@@ -18,10 +18,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..audio import SAMPLE_RATE, audio_info, fit_length, load_audio, peak_normalize
-from .augment import Augmenter, AugmentConfig
+from ..data.shards import (
+    ShardPairStream,
+    read_index,
+    split_shards,
+    stream_augmenter,
+    validation_set,
+)
 from ..errors import ConfigError, DatasetError
 from ..records import Recording, Segment
-from ..data.shards import ShardPairStream, read_index, split_shards, stream_augmenter, validation_set
+from .augment import AugmentConfig, Augmenter
 from .config import TrainConfig
 
 log = logging.getLogger(__name__)

@@ -11,11 +11,11 @@ import lightning as L
 import numpy as np
 import torch
 
-from . import losses
-from .distributed import gather_with_grad
 from ..model.backbones import Predictor, ProjectionHead, build_encoder
 from ..records import Segment
+from . import losses
 from .config import TrainConfig
+from .distributed import gather_with_grad
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from ..model.artifact import save_artifact
-from ..errors import CheckpointError, DatasetError
-from ..records import Recording
 from ..data.shards import INDEX_NAME, is_shard_dir
+from ..errors import CheckpointError, DatasetError
+from ..model.artifact import save_artifact
+from ..records import Recording
 from .config import TrainConfig
 from .data import PairDataModule, ShardPairDataModule, split_files
 from .module import SSLModule
@@ -43,9 +43,8 @@ def _precision(cfg: TrainConfig) -> str:
 def _loggers(out: Path) -> list:
     loggers = [CSVLogger(str(out), name="logs", version="")]
     try:
-        from lightning.pytorch.loggers import TensorBoardLogger
-
         import tensorboard  # noqa: F401  (optional extra)
+        from lightning.pytorch.loggers import TensorBoardLogger
 
         loggers.append(TensorBoardLogger(str(out), name="tensorboard", version=""))
     except ImportError:
@@ -120,6 +119,8 @@ def train(
         default_root_dir=str(out),
     )
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
-    artifact = save_artifact(out / "model", module.encoder.cpu(), cfg.model, training=cfg.to_dict())
+    artifact = save_artifact(
+        out / "model", module.encoder.cpu(), cfg.model, training=cfg.to_dict(), window_seconds=cfg.crop_seconds
+    )
     log.info("model artefact: %s; logs: %s; checkpoint: %s", artifact, out / "logs", last)
     return TrainResult(artifact=artifact, checkpoint=last, log_dir=out / "logs", steps=trainer.global_step)

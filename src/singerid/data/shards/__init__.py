@@ -37,7 +37,17 @@ unchanged. With other values it still resumes after the right amount of data, bu
 other files than the uninterrupted run would have.
 """
 
-from .index import FORMAT, INDEX_NAME, PLAN_NAME, SHARD_NAME, VERSION, ShardIndex, ShardInfo, is_shard_dir, read_index
+from .index import (
+    FORMAT,
+    INDEX_NAME,
+    PLAN_NAME,
+    SHARD_NAME,
+    VERSION,
+    ShardIndex,
+    ShardInfo,
+    is_shard_dir,
+    read_index,
+)
 from .read import ShardRecord, read_shard
 from .stream import ShardPairStream, batches_before, stream_augmenter
 from .validation import ShardCropDataset, split_shards, validation_set

@@ -9,9 +9,9 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from ...audio import fit_length, peak_normalize
+from ...errors import ConfigError, DatasetError
 from ...training.augment import AugmentConfig, Augmenter, key_seed
 from ...training.distributed import world as distributed_world
-from ...errors import ConfigError, DatasetError
 from .index import ShardInfo
 from .read import ShardRecord, read_shard
 

@@ -18,7 +18,16 @@ Determinism: singer ``i`` depends only on ``(seed, i)``, song ``j`` of singer ``
 """
 
 from .corpus import generate_corpus
-from .params import TECHNIQUES, VOWELS, Section, SingerParams, SongParams, Technique, sample_singer, sample_song
+from .params import (
+    TECHNIQUES,
+    VOWELS,
+    Section,
+    SingerParams,
+    SongParams,
+    Technique,
+    sample_singer,
+    sample_song,
+)
 from .render import SYNTH_VERSION, sing_song
 
 __all__ = [

@@ -12,7 +12,15 @@ from pathlib import Path
 from ...audio import SAMPLE_RATE, audio_info, write_audio
 from ...errors import AudioError, ConfigError
 from ...fileio import atomic_path
-from .params import Section, SingerParams, SongParams, _compose, _draw_song, _song_rng, sample_singer
+from .params import (
+    Section,
+    SingerParams,
+    SongParams,
+    _compose,
+    _draw_song,
+    _song_rng,
+    sample_singer,
+)
 from .render import SYNTH_VERSION, sing_song
 
 

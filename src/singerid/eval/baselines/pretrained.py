@@ -23,13 +23,9 @@ import numpy as np
 
 from ...audio import SAMPLE_RATE, load_audio, resample
 from ...errors import AudioError, ConfigError
+from ...vectors import l2_normalize
 
 _EXTRA_HINT = "install the baselines extra: pip install 'singerid[baselines]'"
-
-
-def _normalize(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def _check_clip(clip, index: int) -> np.ndarray:
@@ -181,7 +177,7 @@ class ResemblyzerSystem(_AudioSystem):
             _, (hidden, _) = self.lstm(torch.from_numpy(batch))
             partial = torch.relu(self.linear(hidden[-1]))
             partial = partial / partial.norm(dim=1, keepdim=True)
-        return _normalize(partial.mean(0).numpy())
+        return l2_normalize(partial.mean(0).numpy())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,4 +245,4 @@ class HFEncoderSystem(_AudioSystem):
         return hidden[0].float().cpu().numpy()
 
     def _embed_one(self, audio: np.ndarray) -> np.ndarray:
-        return _normalize(self.frames(audio).mean(axis=0))
+        return l2_normalize(self.frames(audio).mean(axis=0))

@@ -39,6 +39,7 @@ import numpy as np
 from ...audio import SAMPLE_RATE, fit_length, load_audio, resample
 from ...errors import ConfigError, DatasetError
 from ...records import Segment
+from ...vectors import l2_normalize
 
 BANDLIMIT_RATE = 16000
 """Sample rate of the band-limited model's detour (the speech models' rate)."""
@@ -66,16 +67,7 @@ class System:
     def embed(self, segments: Sequence[Segment], *, progress: bool = False) -> np.ndarray:
         """Float32 ``(len(segments), dim)`` unit-norm embeddings."""
         segs = list(segments)
-        emb = np.asarray(self._embed_fn(segs, progress), dtype=np.float32)
-        if emb.ndim != 2 or len(emb) != len(segs):
-            raise DatasetError(f"system {self.name!r} returned shape {emb.shape} for {len(segs)} segments.")
-        norms = np.linalg.norm(emb, axis=1, keepdims=True)
-        if not np.all(np.isfinite(norms)) or np.any(norms == 0):
-            bad = int(np.sum(~np.isfinite(norms) | (norms == 0)))
-            raise DatasetError(
-                f"system {self.name!r} gave {bad} zero or non-finite embeddings; check those segments' audio."
-            )
-        return emb / norms
+        return l2_normalize(self._embed_fn(segs, progress), what=f"system {self.name!r}", rows=len(segs))
 
     def __repr__(self) -> str:
         return f"System({self.name!r}, spec={self.spec!r})"
@@ -177,8 +169,8 @@ def random_encoder(target: str, seed: int = 0, device: str = "cpu"):
     """A :class:`~singerid.infer.SingerEncoder` with seeded random weights (see ``random:`` specs)."""
     import torch
 
-    from ...model.artifact import Artifact
     from ...infer import SingerEncoder
+    from ...model.artifact import Artifact
     from ...model.backbones import build_encoder
 
     config = _random_config(target)
