@@ -17,7 +17,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..audio import SAMPLE_RATE, audio_info, fit_length, load_audio, peak_normalize
+from ..audio import (
+    SAMPLE_RATE,
+    audio_info,
+    fit_length,
+    load_audio,
+    peak_normalize,
+    training_crop,
+)
 from ..data.shards import (
     ShardPairStream,
     read_index,
@@ -86,7 +93,7 @@ class SongStore:
     def read_crop(self, i: int, start: int) -> np.ndarray:
         """One crop read from disk (the not-preloaded path), peak-normalised."""
         audio = load_audio(self.paths[i], offset=start / SAMPLE_RATE, duration=self.crop_samples / SAMPLE_RATE)
-        return peak_normalize(fit_length(audio, self.crop_samples, pad="repeat"))
+        return training_crop(audio, self.crop_samples)
 
 
 class PairDataset(Dataset):
@@ -157,7 +164,7 @@ class SegmentDataset(Dataset):
     def __getitem__(self, index: int) -> torch.Tensor:
         s = self.segments[index]
         audio = load_audio(s.path, offset=s.offset, duration=s.duration)
-        return torch.from_numpy(peak_normalize(fit_length(audio, self.crop_samples, pad="repeat")))
+        return torch.from_numpy(training_crop(audio, self.crop_samples))
 
 
 @dataclass

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from ...audio import fit_length, peak_normalize
+from ...audio import training_crop
 from ...errors import ConfigError, DatasetError
 from ...training.augment import AugmentConfig, Augmenter, key_seed
 from ...training.distributed import world as distributed_world
@@ -125,7 +125,7 @@ class ShardPairStream(IterableDataset):
         views = []
         for _ in range(2):
             start = int(rng.integers(room + 1))
-            crop = peak_normalize(fit_length(record.read(start, n), n, pad="repeat"))
+            crop = training_crop(record.read(start, n), n)
             view = self.augmenter.view(f"{record.key}@{start}", crop, 0, n, rng)
             views.append(torch.from_numpy(np.ascontiguousarray(view, dtype=np.float32)))
         return views[0], views[1]

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ...audio import SAMPLE_RATE, fit_length, peak_normalize
+from ...audio import SAMPLE_RATE, training_crop
 from ...records import Segment
 from .index import ShardIndex, ShardInfo
 from .read import ShardRecord, read_shard
@@ -39,7 +39,7 @@ class ShardCropDataset(Dataset):
     def __getitem__(self, index: int) -> torch.Tensor:
         record, start = self.crops[index]
         audio = record.read(start, min(self.crop_samples, record.frames - start))
-        return torch.from_numpy(peak_normalize(fit_length(audio, self.crop_samples, pad="repeat")))
+        return torch.from_numpy(training_crop(audio, self.crop_samples))
 
 
 def validation_set(shards: Sequence[ShardInfo], crop_seconds: float, per_file: int) -> tuple[list[Segment], ShardCropDataset]:
