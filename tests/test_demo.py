@@ -31,6 +31,53 @@ def test_quick_demo_learns_and_resumes(tmp_path, capsys):
     assert train and held and not train & held
 
 
+TINY_DEMO = DemoSettings(
+    train_singers=4, train_songs=2, train_song_seconds=6.0, eval_singers=4, eval_songs=2, eval_song_seconds=8.0,
+    max_steps=6, batch_size=8, bank_variants=1, checkpoint_every=2,
+)
+
+
+@pytest.mark.slow
+def test_an_interrupted_demo_resumes_training_and_ends_with_the_uninterrupted_model(tmp_path, monkeypatch):
+    import torch
+
+    from singerid.demo import run_demo
+    from singerid.model.artifact import load_artifact
+    from singerid.training.module import SSLModule
+
+    straight = run_demo(TINY_DEMO, out_root=tmp_path / "straight", progress=False)
+
+    original = SSLModule.training_step
+    steps_run: list[int] = []
+
+    def interrupt_at_step_3(self, batch, batch_idx):
+        if self.global_step == 3:
+            raise RuntimeError("interrupted at step 3")
+        steps_run.append(self.global_step)
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(SSLModule, "training_step", interrupt_at_step_3)
+    with pytest.raises(RuntimeError, match="interrupted at step 3"):
+        run_demo(TINY_DEMO, out_root=tmp_path / "resumed", progress=False)
+    assert steps_run == [0, 1, 2]
+
+    def count_steps(self, batch, batch_idx):
+        steps_run.append(self.global_step)
+        return original(self, batch, batch_idx)
+
+    steps_run.clear()
+    monkeypatch.setattr(SSLModule, "training_step", count_steps)
+    resumed = run_demo(TINY_DEMO, out_root=tmp_path / "resumed", progress=False)
+    # The second run continues from the step-2 checkpoint instead of starting again at step 0.
+    assert steps_run == [2, 3, 4, 5]
+    a = load_artifact(straight / "train" / "model").net.state_dict()
+    b = load_artifact(resumed / "train" / "model").net.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    assert json.loads((resumed / "demo.json").read_text())["complete"]
+
+
 def test_split_by_singer_is_disjoint_and_seeded():
     recs = [Recording(f"/{s}/{k}.wav", f"s{s}", f"{k}") for s in range(8) for k in range(2)]
     train, held = split_singers(recs, 0.25, seed=3)

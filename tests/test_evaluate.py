@@ -13,7 +13,8 @@ from singerid.audio import SAMPLE_RATE, write_audio
 from singerid.cli import main
 from singerid.errors import ConfigError, DatasetError, TrialsError
 from singerid.eval.baselines.systems import System, bandlimit, make_system, standardize
-from singerid.eval.evaluate import cache_key, calibrate_model, evaluate
+from singerid.eval.cache import cache_key
+from singerid.eval.evaluate import calibrate_model, evaluate
 from singerid.eval.metrics import eer
 from singerid.eval.trials import Trial, read_trials, write_trials
 from singerid.model.artifact import load_artifact, save_artifact

@@ -51,6 +51,7 @@ class DemoSettings:
     seed: int = 0
     condition: str = "cross-song"
     bank_variants: int = 2
+    checkpoint_every: int = 100
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(to_dict(self), sort_keys=True).encode()).hexdigest()[:12]
@@ -151,6 +152,7 @@ def _train(run: Path, s: DemoSettings, train_files: list[Recording], progress: b
             f"method={s.method}", f"model.backbone={s.backbone}", f"max_steps={s.max_steps}",
             f"batch_size={s.batch_size}", f"optim.lr={s.lr}", f"seed={s.seed}", f"augment.bank_variants={s.bank_variants}",
             f"augment.bank_seed={s.seed}", f"augment.bank_dir={run.parent / 'pitch-bank'}",
+            f"checkpoint_every={s.checkpoint_every}",
         ],
     )
     resume = (run / "train" / "checkpoints" / "last.ckpt").is_file()
@@ -162,8 +164,7 @@ def _train(run: Path, s: DemoSettings, train_files: list[Recording], progress: b
 def _evaluate(run: Path, s: DemoSettings, eval_files: list[Recording], model: Path, progress: bool):
     from .data.datasets import segment_recordings
     from .eval.baselines.systems import make_system
-    from .eval.evaluate import evaluate
-    from .eval.report import write_report
+    from .eval.pipeline import EvaluationSettings, run_evaluation
 
     segments = segment_recordings(eval_files, seconds=WINDOW_SECONDS, progress=progress).segments
     systems = [
@@ -172,13 +173,11 @@ def _evaluate(run: Path, s: DemoSettings, eval_files: list[Recording], model: Pa
         make_system("mfcc"),
         make_system("f0"),
     ]
-    results = evaluate(
-        systems, segments, condition=s.condition, seed=s.seed, cache_dir=run / "cache", progress=progress,
-        n_boot=500,
+    settings = EvaluationSettings(
+        condition=s.condition, seed=s.seed, n_boot=500, training_log=run / "train" / "logs" / "metrics.csv"
     )
-    results["demo"] = {"settings": to_dict(s), "seed": s.seed}
-    write_report(run, results, training_log=run / "train" / "logs" / "metrics.csv", seed=s.seed)
-    return results
+    extra = {"demo": {"settings": to_dict(s), "seed": s.seed}}
+    return run_evaluation(systems, segments, run, settings, progress=progress, extra_results=extra).evaluation
 
 
 def run_demo(

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 from ..audio import WINDOW_SECONDS
 from .prepare import add_layout_options, layout_options
@@ -80,78 +78,29 @@ def system_specs(model: str | None, baselines: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.datasets import discover, segment_recordings
     from ..errors import ConfigError
     from ..eval.baselines.systems import make_system
-    from ..eval.evaluate import calibrate_model, evaluate
-    from ..eval.report import markdown_table, write_report
-    from ..eval.trials import write_trials
-    from ..records import read_segments, write_segments
+    from ..eval.pipeline import EvaluationSettings, evaluation_segments, run_evaluation
+    from ..records import read_segments
 
-    out = Path(args.out)
     if args.calibrate and not args.model:
         raise ConfigError("--calibrate stores the calibration in the model artefact; pass --model.")
     specs = system_specs(args.model, args.baseline)
-    if args.manifest:
-        if args.layout is not None:
-            raise ConfigError("--layout applies to --data folders only; drop it when passing --manifest.")
-        segments = read_segments(args.manifest)
-    else:
-        layout = args.layout or "folder"
-        args.layout = layout
-        recordings = discover(args.data, layout, **layout_options(args))
-        result = segment_recordings(recordings, seconds=args.seconds, progress=not args.no_progress)
-        print(result.summary())
-        segments = result.segments
-        write_segments(out / "segments.csv", segments)
-    cohort = read_segments(args.cohort) if args.cohort else None
+    if args.data is not None and args.layout is None:
+        args.layout = "folder"
+    segments, account = evaluation_segments(
+        data=args.data, manifest=args.manifest, layout=args.layout, layout_options=layout_options(args),
+        seconds=args.seconds, out=args.out, progress=not args.no_progress,
+    )  # fmt: skip
+    print(account)
+    settings = EvaluationSettings(
+        trials=args.trials, condition=args.condition, n_target=args.n_target, n_nontarget=args.n_nontarget,
+        mnr_k=args.mnr_k, probe_folds=args.probe_folds, n_boot=args.n_boot, seed=args.seed,
+        cohort=read_segments(args.cohort) if args.cohort else None, asnorm_top_k=args.asnorm_top_k,
+        cache_dir=args.cache_dir, map_method=args.map, training_log=args.training_log,
+        invariance=args.invariance, calibrate=args.model if args.calibrate else None,
+    )  # fmt: skip
     systems = [make_system(s, seed=args.seed, device=args.device) for s in specs]
-    evaluation = evaluate(
-        systems,
-        segments,
-        trials=args.trials,
-        condition=args.condition,
-        n_target=args.n_target,
-        n_nontarget=args.n_nontarget,
-        mnr_k=args.mnr_k,
-        probe_folds=args.probe_folds,
-        n_boot=args.n_boot,
-        seed=args.seed,
-        cohort=cohort,
-        asnorm_top_k=args.asnorm_top_k,
-        cache_dir=args.cache_dir or out / "cache",
-        progress=not args.no_progress,
-    )
-    if args.trials is None:
-        write_trials(out / "trials.txt", evaluation.arrays.trials)
-    report = write_report(out, evaluation, training_log=args.training_log, map_method=args.map, seed=args.seed)
-
-    p = evaluation["protocol"]
-    print(
-        f"{p['n_segments']} segments of {p['n_singers']} singers; {p['n_trials']} trials "
-        f"({p['n_target']} target, {p['condition']}, {p['score']} scores)\n"
-    )
-    print(markdown_table(evaluation))
-    for note in evaluation["warnings"]:
-        print(f"note: {note}")
-    for name, r in evaluation["systems"].items():
-        for note in r["warnings"]:
-            print(f"note: {name}: {note}")
-    if args.invariance is not None:
-        from ..eval.invariance import invariance_markdown, invariance_report
-        from ..fileio import write_text
-
-        reports = [
-            invariance_report(system, segments, transforms=args.invariance or None, seed=args.seed) for system in systems
-        ]
-        table = invariance_markdown(reports)
-        write_text(out / "invariance.md", "# Invariance probes\n\n" + table + "\n")
-        write_text(out / "invariance.json", json.dumps(reports, indent=2) + "\n")
-        print(table)
-    if args.calibrate:
-        cal = calibrate_model(args.model, evaluation, systems[0].name)
-        print(f"stored calibration in {args.model}: EER threshold {cal['thresholds']['eer']:.4f}")
-    print(f"wrote {out / 'results.json'}, {report} and plots to {out}")
-    if args.trials is None:
-        print(f"trial list: {out / 'trials.txt'}")
+    result = run_evaluation(systems, segments, args.out, settings, progress=not args.no_progress)
+    print(result.summary())
     return 0

@@ -23,34 +23,21 @@ same-song, any       see trials.py                 any other segment; only the q
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 import warnings
-import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from ..errors import CheckpointError, DatasetError, TrialsError
-from ..fileio import atomic_path
 from ..records import Segment
-from ..vectors import l2_normalize
-from .calibration import as_norm_trials, fit_calibration, min_cllr, store_calibration
-from .metrics import (
-    alignment,
-    eer,
-    eer_ci,
-    mean_average_precision,
-    min_dcf,
-    normalized_ranks,
-    recall_at_k,
-    uniformity,
-)
-from .probe import linear_probe
+from .cache import embed_cached
+from .calibration import as_norm_trials, fit_calibration, store_calibration
+from .metrics import eer
+from .system_metrics import MetricInputs, MetricSettings, system_metrics
 from .trials import (
     CONDITIONS,
     Trial,
@@ -60,15 +47,6 @@ from .trials import (
     score_trials,
     trial_labels,
 )
-
-P_TARGETS = (0.01, 0.05)
-"""Prior target probabilities at which minDCF is reported."""
-
-RECALL_KS = (1, 5, 10)
-UNIFORMITY_MAX_POINTS = 2000
-"""Uniformity uses all pairs of at most this many embeddings (a seeded subset beyond it)."""
-
-_CACHE_VERSION = "1"
 
 
 @dataclass
@@ -103,6 +81,18 @@ class Evaluation(dict):
         self.arrays = arrays
 
 
+@dataclass(frozen=True)
+class TrialSet:
+    """The trial list of an evaluation with what every system's metrics need from it."""
+
+    trials: list[Trial]
+    labels: np.ndarray
+    source: str
+    shortfall: dict
+    enroll_singers: np.ndarray
+    test_singers: np.ndarray
+
+
 def evaluate(
     systems: Sequence,
     segments: Sequence[Segment],
@@ -134,48 +124,36 @@ def evaluate(
     """
     if condition not in CONDITIONS:
         raise TrialsError(f"unknown condition {condition!r}; choose one of {', '.join(CONDITIONS)}.")
-    if not systems:
-        raise DatasetError("no systems to evaluate; pass a model and/or baselines.")
-    names = [s.name for s in systems]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise DatasetError(f"system names must be distinct; {', '.join(dup)} occur more than once. Give each a name.")
+    _check_systems(systems)
     segs = list(segments)
     ids = _check_segments(segs)
     singers = np.array([s.singer for s in segs])
-    trial_list, trials_source, shortfall = _trials(trials, segs, ids, condition, n_target, n_nontarget, seed)
-    labels = trial_labels(trial_list)
-    if labels.all() or not labels.any():
-        raise TrialsError(
-            f"the trial list has {int(labels.sum())} target trials of {len(labels)}; it needs both target "
-            "and non-target trials. Regenerate it with `singerid trials`."
-        )
+    trial_set = _trial_set(trials, segs, ids, singers, condition, n_target, n_nontarget, seed)
+    cohort_segs = _check_cohort(cohort, set(trial_set.enroll_singers) | set(trial_set.test_singers))
     groups = exclusion_groups(segs, condition)
-    singer_of = dict(zip(ids, singers))
-    enroll_singers = np.array([singer_of[t.enroll] for t in trial_list])
-    test_singers = np.array([singer_of[t.test] for t in trial_list])
-    cohort_segs = _check_cohort(cohort, set(enroll_singers) | set(test_singers))
+    settings = MetricSettings(mnr_k=mnr_k, probe_folds=probe_folds, n_boot=n_boot, seed=seed)
 
     results: dict = {"protocol": {}, "systems": {}, "warnings": []}
-    arrays = EvaluationArrays(segment_ids=ids, singers=singers.tolist(), trials=trial_list)
+    arrays = EvaluationArrays(segment_ids=ids, singers=singers.tolist(), trials=trial_set.trials)
     for system in systems:
         start = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             emb, cached = embed_cached(system, segs, cache_dir=cache_dir, progress=progress)
-            cosine = score_trials(trial_list, ids, emb)
+            cosine = score_trials(trial_set.trials, ids, emb)
             scores = cosine
             if cohort_segs is not None:
                 cohort_emb, _ = embed_cached(system, cohort_segs, cache_dir=cache_dir, progress=progress)
-                scores = as_norm_trials(trial_list, ids, emb, cohort_emb, top_k=asnorm_top_k)
+                scores = as_norm_trials(trial_set.trials, ids, emb, cohort_emb, top_k=asnorm_top_k)
             seconds = time.perf_counter() - start
-            metrics = _system_metrics(
-                emb, scores, labels, trial_list, ids, segs, singers, groups, enroll_singers, test_singers,
-                mnr_k=mnr_k, probe_folds=probe_folds, n_boot=n_boot, seed=seed,
-            )
-        notes = _keep_notes(caught) + metrics.pop("notes")
+            inputs = MetricInputs(
+                embeddings=emb, scores=scores, labels=trial_set.labels, trials=trial_set.trials, ids=ids,
+                segments=segs, singers=singers, groups=groups,
+                enroll_singers=trial_set.enroll_singers, test_singers=trial_set.test_singers,
+            )  # fmt: skip
+            metrics, notes = system_metrics(inputs, settings)
         if cohort_segs is not None:
-            metrics["eer_cosine"] = eer(cosine, labels)[0]
+            metrics["eer_cosine"] = eer(cosine, trial_set.labels)[0]
         results["systems"][system.name] = {
             "spec": getattr(system, "spec", system.name),
             "fingerprint": system.fingerprint,
@@ -183,39 +161,73 @@ def evaluate(
             "cached": cached,
             "embed_seconds": round(seconds, 3),
             **metrics,
-            "warnings": notes,
+            "warnings": _keep_notes(caught) + notes,
         }
-        arrays.systems[system.name] = SystemArrays(scores=scores, labels=labels, embeddings=emb, cosine=cosine)
+        arrays.systems[system.name] = SystemArrays(scores=scores, labels=trial_set.labels, embeddings=emb, cosine=cosine)
 
-    n_tar = int(labels.sum())
-    results["protocol"] = {
+    results["protocol"] = _protocol(segs, singers, trial_set, condition, n_target, n_nontarget, settings, cohort_segs, asnorm_top_k)
+    if trial_set.shortfall:
+        results["warnings"].append(
+            f"{len(trial_set.shortfall)} singer(s) had fewer unique pairs than asked for; all of their pairs were used."
+        )
+    return Evaluation(results, arrays)
+
+
+def _protocol(segs, singers, trial_set: TrialSet, condition, n_target, n_nontarget, settings: MetricSettings, cohort_segs, asnorm_top_k) -> dict:
+    """The JSON description of what was measured, for the report and results.json."""
+    n_tar = int(trial_set.labels.sum())
+    generated = trial_set.source == "generated"
+    return {
         "condition": condition,
-        "trials": trials_source,
-        "n_trials": len(trial_list),
+        "trials": trial_set.source,
+        "n_trials": len(trial_set.trials),
         "n_target": n_tar,
-        "n_nontarget": len(trial_list) - n_tar,
-        "n_target_per_singer": n_target if trials_source == "generated" else None,
-        "n_nontarget_per_singer": n_nontarget if trials_source == "generated" else None,
-        "n_singers_short_of_trials": len(shortfall),
+        "n_nontarget": len(trial_set.trials) - n_tar,
+        "n_target_per_singer": n_target if generated else None,
+        "n_nontarget_per_singer": n_nontarget if generated else None,
+        "n_singers_short_of_trials": len(trial_set.shortfall),
         "n_segments": len(segs),
         "n_singers": int(len(np.unique(singers))),
         "n_recordings": len({s.path for s in segs}),
         "n_songs": len({(s.singer, s.song) for s in segs}),
         "segment_seconds": float(np.median([s.duration for s in segs])),
-        "mnr_k": mnr_k,
-        "probe_folds": probe_folds,
-        "n_boot": n_boot,
-        "seed": seed,
+        "mnr_k": settings.mnr_k,
+        "probe_folds": settings.probe_folds,
+        "n_boot": settings.n_boot,
+        "seed": settings.seed,
         "score": "cosine" if cohort_segs is None else "as-norm",
         "cohort_segments": None if cohort_segs is None else len(cohort_segs),
         "cohort_singers": None if cohort_segs is None else len({s.singer for s in cohort_segs}),
         "asnorm_top_k": None if cohort_segs is None else asnorm_top_k,
     }
-    if shortfall:
-        results["warnings"].append(
-            f"{len(shortfall)} singer(s) had fewer unique pairs than asked for; all of their pairs were used."
+
+
+def _check_systems(systems: Sequence) -> None:
+    if not systems:
+        raise DatasetError("no systems to evaluate; pass a model and/or baselines.")
+    names = [s.name for s in systems]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise DatasetError(f"system names must be distinct; {', '.join(dup)} occur more than once. Give each a name.")
+
+
+def _trial_set(trials, segs, ids, singers, condition, n_target, n_nontarget, seed) -> TrialSet:
+    trial_list, source, shortfall = _trials(trials, segs, ids, condition, n_target, n_nontarget, seed)
+    labels = trial_labels(trial_list)
+    if labels.all() or not labels.any():
+        raise TrialsError(
+            f"the trial list has {int(labels.sum())} target trials of {len(labels)}; it needs both target "
+            "and non-target trials. Regenerate it with `singerid trials`."
         )
-    return Evaluation(results, arrays)
+    singer_of = dict(zip(ids, singers))
+    return TrialSet(
+        trials=trial_list,
+        labels=labels,
+        source=source,
+        shortfall=shortfall,
+        enroll_singers=np.array([singer_of[t.enroll] for t in trial_list]),
+        test_singers=np.array([singer_of[t.test] for t in trial_list]),
+    )
 
 
 _LIBRARY_NOISE = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
@@ -299,124 +311,6 @@ def exclusion_groups(segments: Sequence[Segment], condition: str) -> np.ndarray 
     if condition in ("cross-recording", "cross-technique"):
         return np.array([s.path for s in segments])
     return None
-
-
-def _system_metrics(
-    emb, scores, labels, trial_list, ids, segs, singers, groups, enroll_singers, test_singers,
-    *, mnr_k, probe_folds, n_boot, seed,
-) -> dict:
-    notes: list[str] = []
-    value, threshold = eer(scores, labels)
-    out: dict = {"eer": {"value": value, "threshold": threshold, "ci95": None}}
-    if n_boot:
-        try:
-            out["eer"]["ci95"] = list(eer_ci(scores, labels, enroll_singers, test_singers, n_boot=n_boot, seed=seed))
-        except (DatasetError, TrialsError) as exc:
-            notes.append(f"no EER confidence interval: {exc}")
-    out["min_dcf"] = {}
-    for p in P_TARGETS:
-        cost, thr = min_dcf(scores, labels, p_target=p)
-        out["min_dcf"][f"{p:g}"] = {"value": cost, "threshold": thr}
-    out["min_cllr"] = min_cllr(scores, labels)
-
-    ranks = normalized_ranks(emb, singers, songs=groups, k=mnr_k, seed=seed, cross_song=groups is not None)
-    usable = ~np.isnan(ranks)
-    if not usable.any():
-        raise DatasetError(
-            "MNR: no segment has a same-singer match under this condition (every singer has a single "
-            "song/recording); evaluate with condition 'any' or add recordings."
-        )
-    if not usable.all():
-        notes.append(f"MNR: {int((~usable).sum())} of {len(ranks)} queries have no same-singer match and were left out.")
-    out["mnr"] = {"value": float(ranks[usable].mean()), "k": mnr_k, "n_queries": int(usable.sum())}
-
-    recall = recall_at_k(emb, singers, ks=RECALL_KS, exclude=groups)
-    out["retrieval"] = {f"recall@{k}": v for k, v in recall.items()}
-    out["retrieval"]["map"] = mean_average_precision(emb, singers, exclude=groups)
-
-    out["identification"] = None
-    if probe_folds:
-        recordings = [s.path for s in segs]
-        try:
-            probe = linear_probe(emb, singers, recordings, n_folds=probe_folds, seed=seed)
-        except DatasetError as exc:
-            raise DatasetError(
-                f"identification probe: {exc} Or leave the probe out (probe_folds=0, --probe-folds 0)."
-            ) from None
-        out["identification"] = probe
-
-    row = {i: r for r, i in enumerate(ids)}
-    target = [t for t in trial_list if t.target]
-    a = np.array([row[t.enroll] for t in target], dtype=np.int64)
-    b = np.array([row[t.test] for t in target], dtype=np.int64)
-    subset = np.arange(len(emb))
-    if len(subset) > UNIFORMITY_MAX_POINTS:
-        subset = np.sort(np.random.default_rng(seed).choice(len(emb), UNIFORMITY_MAX_POINTS, replace=False))
-    out["geometry"] = {
-        "alignment": alignment(emb[a], emb[b]),
-        "n_target_pairs": len(target),
-        "uniformity": uniformity(emb[subset]),
-        "n_uniformity_points": len(subset),
-    }
-    out["notes"] = notes
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Embedding cache
-
-
-def cache_key(fingerprint: str, segments: Sequence[Segment]) -> str:
-    """SHA-256 of the system fingerprint, the segment list and each audio file's size and mtime.
-
-    Any change of model, segment (order included) or audio file gives a new key.
-    """
-    h = hashlib.sha256(f"singerid-embeddings/{_CACHE_VERSION}\n{fingerprint}\n".encode())
-    stats: dict[str, str] = {}
-    for s in segments:
-        if s.path not in stats:
-            try:
-                st = os.stat(s.path)
-            except OSError as exc:
-                raise DatasetError(f"{s.path}: cannot read the audio file ({exc.strerror}); fix the manifest.") from None
-            stats[s.path] = f"{st.st_size}:{st.st_mtime_ns}"
-        h.update(f"{s.id}\t{s.duration!r}\t{stats[s.path]}\n".encode())
-    return h.hexdigest()
-
-
-def embed_cached(
-    system, segments: Sequence[Segment], *, cache_dir=None, progress: bool = True
-) -> tuple[np.ndarray, bool]:
-    """``system.embed(segments)``, read from / written to ``cache_dir`` when given.
-
-    Returns ``(embeddings, from_cache)``. The cache file is named after the system and the
-    :func:`cache_key`; a file that cannot be read is recomputed (with a warning) and replaced.
-    """
-    segs = list(segments)
-    if cache_dir is None:
-        return _embed(system, segs, progress), False
-    key = cache_key(system.fingerprint, segs)
-    path = Path(cache_dir) / f"{_safe_name(system.name)}-{key[:24]}.npz"
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                if str(f["key"]) == key and f["embeddings"].shape[0] == len(segs):
-                    return np.asarray(f["embeddings"], dtype=np.float32), True
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-            warnings.warn(f"{path}: unreadable embedding cache ({exc}); recomputing it.", stacklevel=2)
-    emb = _embed(system, segs, progress)
-    with atomic_path(path) as tmp:
-        np.savez(tmp, embeddings=emb, key=np.array(key), fingerprint=np.array(system.fingerprint))
-    return emb, False
-
-
-def _embed(system, segs: list[Segment], progress: bool) -> np.ndarray:
-    """The system's embeddings, checked and L2-normalised (float32)."""
-    return l2_normalize(system.embed(segs, progress=progress), what=f"system {system.name!r}", rows=len(segs))
-
-
-def _safe_name(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:60] or "system"
 
 
 # ---------------------------------------------------------------------------------------------
