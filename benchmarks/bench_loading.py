@@ -23,13 +23,13 @@ from benchmarks.common import time_call
 from singerid.audio import SAMPLE_RATE, load_audio, peak_normalize, write_audio
 from singerid.data.shards import (
     MAX_SHARD_BYTES,
-    ShardPairStream,
     read_index,
     read_shard,
     write_shards,
 )
 from singerid.records import Recording
 from singerid.training.augment import AugmentConfig, Augmenter
+from singerid.training.shard_stream import ShardPairStream
 
 CROP_S = 4.0
 PCM_BYTES_PER_HOUR = 2 * SAMPLE_RATE * 3600

@@ -23,12 +23,9 @@ from singerid.cli import main
 from singerid.data.datasets import discover
 from singerid.data.shards import (
     INDEX_NAME,
-    ShardPairStream,
-    batches_before,
     read_index,
     read_shard,
     split_shards,
-    stream_augmenter,
     validation_set,
     write_shards,
 )
@@ -37,6 +34,11 @@ from singerid.model.artifact import load_artifact
 from singerid.records import Recording, write_recordings
 from singerid.training import load_config, train
 from singerid.training.augment import AugmentConfig, Augmenter
+from singerid.training.shard_stream import (
+    ShardPairStream,
+    batches_before,
+    stream_augmenter,
+)
 from tests.conftest import voiced_clip
 
 NO_AUG = AugmentConfig(pitch_p=0.0, noise_p=0.0, gain_p=0.0, mask_p=0.0)

@@ -38,6 +38,7 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE, fit_length, load_audio, resample, write_audio
 from ..errors import AudioError, DatasetError, TrialsError
+from ..praat import PRAAT_SEEDS, change_gender, praat_min_samples, seed_praat
 from ..vectors import l2_normalize
 from .metrics import eer
 
@@ -71,19 +72,17 @@ PITCH_FLOOR, PITCH_CEILING = 75.0, 600.0
 
 
 def _praat_seed(rng: np.random.Generator) -> int:
-    from ..training.augment import PRAAT_SEEDS
-
     return int(rng.integers(PRAAT_SEEDS))
 
 
 def praat_change_gender(
     audio: np.ndarray, sample_rate: int, rng: np.random.Generator, *, pitch_ratio: float = 1.0, formant_ratio: float = 1.0
 ) -> np.ndarray | None:
-    """Praat "Change gender" through :func:`singerid.training.augment.change_gender` (range factor 1, duration 1)."""
-    from ..training.augment import AugmentConfig, change_gender
-
-    cfg = AugmentConfig(formant_ratio=formant_ratio, pitch_floor=PITCH_FLOOR, pitch_ceiling=PITCH_CEILING)
-    out = change_gender(audio, [(pitch_ratio, 1.0)], cfg, _praat_seed(rng), sample_rate)
+    """Praat "Change gender" through :func:`singerid.praat.change_gender` (range factor 1, duration 1)."""
+    out = change_gender(
+        audio, [(pitch_ratio, 1.0)], _praat_seed(rng), pitch_floor=PITCH_FLOOR, pitch_ceiling=PITCH_CEILING,
+        formant_ratio=formant_ratio, sample_rate=sample_rate,
+    )  # fmt: skip
     return None if out is None else out[0].audio
 
 
@@ -103,8 +102,6 @@ def change_duration(factor: float) -> TransformFn:
     def apply(x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray | None:
         import parselmouth
         from parselmouth.praat import call
-
-        from ..training.augment import praat_min_samples, seed_praat
 
         if len(x) < praat_min_samples(sr, PITCH_FLOOR):
             return None

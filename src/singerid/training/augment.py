@@ -39,15 +39,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import parselmouth
-from parselmouth.praat import call, run
 
 from ..audio import SAMPLE_RATE, check_model_rate
 from ..errors import AudioError, ConfigError
 from ..fileio import atomic_path, write_text
-
-PRAAT_SEEDS = 2**31
-"""Praat's random generator is seeded with integers below this."""
+from ..praat import PRAAT_SEEDS, change_gender
 
 BANK_FORMAT = 1
 """Bumped whenever the bank files' content would change for the same configuration."""
@@ -137,6 +133,11 @@ def apply_time_mask(x: np.ndarray, start: int, length: int) -> np.ndarray:
     return out
 
 
+def praat_settings(cfg: AugmentConfig) -> dict[str, float]:
+    """The pitch search range and formant ratio of ``cfg``, as :func:`singerid.praat.change_gender` takes them."""
+    return {"pitch_floor": cfg.pitch_floor, "pitch_ceiling": cfg.pitch_ceiling, "formant_ratio": cfg.formant_ratio}
+
+
 def draw_pitch_factors(rng: np.random.Generator, cfg: AugmentConfig) -> tuple[float, float]:
     """``(pitch ratio, range factor)``: each uniform in its range, inverted with probability 1/2."""
     ratio = rng.uniform(*cfg.pitch_ratio)
@@ -144,68 +145,6 @@ def draw_pitch_factors(rng: np.random.Generator, cfg: AugmentConfig) -> tuple[fl
     spread = rng.uniform(*cfg.pitch_range_ratio)
     spread = 1.0 / spread if rng.random() < 0.5 else spread
     return float(ratio), float(spread)
-
-
-@dataclass(frozen=True)
-class PitchShift:
-    """What :func:`change_gender` did: the output and the factors actually used."""
-
-    audio: np.ndarray
-    ratio: float
-    range_ratio: float
-    range_reset: bool
-    """True when the range factor was dropped (set to 1) to keep the lowest F0 plausible."""
-
-
-def praat_min_samples(sample_rate: int, pitch_floor: float) -> int:
-    """Shortest clip Praat's pitch analysis accepts: three periods of the pitch floor."""
-    return int(np.ceil(3.0 * sample_rate / pitch_floor)) + 1
-
-
-def seed_praat(seed: int) -> None:
-    """Seed Praat's own generator (its overlap-add draws random numbers)."""
-    run(f"random_initializeWithSeedUnsafelyButPredictably ({seed % PRAAT_SEEDS})")
-
-
-def change_gender(
-    x: np.ndarray, ratios: Sequence[tuple[float, float]], cfg: AugmentConfig, seed: int, sample_rate: int = SAMPLE_RATE
-) -> list[PitchShift] | None:
-    """Formant-preserving pitch shifts of ``x`` with Praat's "Change gender", one per ``(ratio, range)``.
-
-    The pitch is analysed once (as Praat does inside "Change gender": time step
-    ``0.8 / floor``); the new pitch median is ``ratio`` times the measured median; formants
-    are scaled by ``cfg.formant_ratio`` (1: unchanged); duration factor 1, so the output
-    has the input's length and timing. Returns ``None`` when ``x`` has no voiced frame or is
-    too short to analyse. A range factor that would push the lowest F0 below half the pitch
-    floor is dropped (set to 1). Praat's overlap-add draws random numbers, so its generator
-    is seeded (``seed + i`` for the ``i``-th output) to make the result reproducible.
-    """
-    n = len(x)
-    if n < praat_min_samples(sample_rate, cfg.pitch_floor):
-        return None
-    sound = parselmouth.Sound(np.asarray(x, dtype=np.float64), sampling_frequency=sample_rate)
-    pitch = sound.to_pitch(time_step=0.8 / cfg.pitch_floor, pitch_floor=cfg.pitch_floor, pitch_ceiling=cfg.pitch_ceiling)
-    f0 = pitch.selected_array["frequency"]
-    voiced = f0[f0 > 0]
-    if voiced.size == 0:
-        return None
-    median = float(call(pitch, "Get quantile", 0.0, 0.0, 0.5, "Hertz"))
-    lowest = float(voiced.min())
-    out = []
-    for i, (ratio, spread) in enumerate(ratios):
-        new_median = ratio * median
-        reset = new_median + (ratio * lowest - new_median) * spread < 0.5 * cfg.pitch_floor
-        used_spread = 1.0 if reset else spread
-        seed_praat(seed + i)
-        shifted = call([sound, pitch], "Change gender", cfg.formant_ratio, new_median, used_spread, 1.0)
-        y = shifted.values[0]
-        if len(y) != n:
-            raise AudioError(
-                f"Praat 'Change gender' returned {len(y)} samples for {n}; the pitch bank would lose "
-                "alignment. Check the parselmouth version (tested with 0.4.x)."
-            )
-        out.append(PitchShift(y.astype(np.float32), ratio, used_spread, bool(reset)))
-    return out
 
 
 # --- the pitch bank ---------------------------------------------------------------------
@@ -251,7 +190,7 @@ def _bank_file(song_key: str, song: np.ndarray, cfg: AugmentConfig) -> Path:
 def build_bank(song_key: str, song: np.ndarray, cfg: AugmentConfig) -> tuple[PitchBank, int]:
     """Render the bank of one song; also returns how many range factors were dropped."""
     factors, seed = _bank_draws(song_key, cfg)
-    shifts = change_gender(song, factors, cfg, seed)
+    shifts = change_gender(song, factors, seed, **praat_settings(cfg))
     if shifts is None:
         return PitchBank(np.zeros((0, len(song)), dtype=cfg.bank_dtype), (), ()), 0
     audio = np.stack([s.audio for s in shifts]).astype(cfg.bank_dtype)
@@ -366,7 +305,7 @@ class Augmenter:
             else:
                 outcome = "unvoiced"
         elif params.pitch is not None:
-            shifts = change_gender(song[start:stop], [params.pitch], self.cfg, params.praat_seed or 0)
+            shifts = change_gender(song[start:stop], [params.pitch], params.praat_seed or 0, **praat_settings(self.cfg))
             if shifts is None:
                 outcome = "unvoiced"
             else:

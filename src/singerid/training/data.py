@@ -26,16 +26,15 @@ from ..audio import (
     training_crop,
 )
 from ..data.shards import (
-    ShardPairStream,
     read_index,
     split_shards,
-    stream_augmenter,
     validation_set,
 )
 from ..errors import ConfigError, DatasetError
 from ..records import Recording, Segment
 from .augment import AugmentConfig, Augmenter
 from .config import TrainConfig
+from .shard_stream import ShardPairStream, stream_augmenter
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""Training data at scale: WebDataset-style tar shards, streamed as positive pairs.
+"""Training data at scale: WebDataset-style tar shards (streamed as positive pairs by
+:mod:`singerid.training.shard_stream`).
 
 A shard folder written by :func:`write_shards` (``singerid shard``) holds::
 
@@ -12,9 +13,10 @@ next to each other), so ``webdataset.WebDataset`` reads them too; this package n
 standard library's ``tarfile``.
 
 Modules: :mod:`.index` (the folder layout and ``shards.json``), :mod:`.write`, :mod:`.read` (one
-shard), :mod:`.stream` (training pairs) and :mod:`.validation` (the held-out shards).
+shard) and :mod:`.validation` (the held-out shards); training pairs are streamed by
+:mod:`singerid.training.shard_stream`.
 
-Streaming (:class:`ShardPairStream`). The ``world * num_workers`` streams (processes times
+Streaming (:class:`~singerid.training.shard_stream.ShardPairStream`). The ``world * num_workers`` streams (processes times
 DataLoader workers) each take a disjoint share of the shards, re-dealt every epoch from
 ``(seed, epoch)``, so no file is seen twice in an epoch. A stream walks its shards reading
 only tar headers and the small JSON entries, passes those records through a seeded shuffle
@@ -24,7 +26,7 @@ local or mounted file system). A pair is a pure function of ``(seed, epoch, file
 the same whichever process or worker draws it. Each crop is peak-normalised and augmented by
 :meth:`~singerid.training.augment.Augmenter.view`, as :class:`~singerid.training.data.PairDataset` does
 for crops read from disk. The pitch bank needs whole songs in memory, so streams take
-``augment.pitch_mode: praat`` (see :func:`stream_augmenter`).
+``augment.pitch_mode: praat`` (see :func:`~singerid.training.shard_stream.stream_augmenter`).
 
 Resume. Training streams are endless (epoch after epoch; the shuffle buffer drains at each
 epoch's end, so every epoch's length is known from the index). A DataLoader takes batch ``b``
@@ -49,12 +51,11 @@ from .index import (
     read_index,
 )
 from .read import ShardRecord, read_shard
-from .stream import ShardPairStream, batches_before, stream_augmenter
 from .validation import ShardCropDataset, split_shards, validation_set
 from .write import MAX_FILES_PER_SHARD, MAX_SHARD_BYTES, write_shards
 
 __all__ = [
     "FORMAT", "INDEX_NAME", "MAX_FILES_PER_SHARD", "MAX_SHARD_BYTES", "PLAN_NAME", "SHARD_NAME", "VERSION",
-    "ShardCropDataset", "ShardIndex", "ShardInfo", "ShardPairStream", "ShardRecord", "batches_before", "is_shard_dir",
-    "read_index", "read_shard", "split_shards", "stream_augmenter", "validation_set", "write_shards",
+    "ShardCropDataset", "ShardIndex", "ShardInfo", "ShardRecord", "is_shard_dir",
+    "read_index", "read_shard", "split_shards", "validation_set", "write_shards",
 ]

@@ -8,12 +8,11 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from ...audio import training_crop
-from ...errors import ConfigError, DatasetError
-from ...training.augment import AugmentConfig, Augmenter, key_seed
-from ...training.distributed import world as distributed_world
-from .index import ShardInfo
-from .read import ShardRecord, read_shard
+from ..audio import training_crop
+from ..data.shards import ShardInfo, ShardRecord, read_shard
+from ..errors import ConfigError, DatasetError
+from .augment import AugmentConfig, Augmenter, key_seed
+from .distributed import world as distributed_world
 
 T = TypeVar("T")
 
