@@ -14,10 +14,10 @@ import tempfile
 import time
 
 import numpy as np
-import scipy.signal
 
 from benchmarks.common import time_call
 from singerid.audio import SAMPLE_RATE
+from singerid.data.signals import sung_melody
 from singerid.training.augment import (
     AugmentConfig,
     Augmenter,
@@ -26,26 +26,6 @@ from singerid.training.augment import (
     apply_gain,
     apply_time_mask,
 )
-
-
-def sung_signal(seconds: float, seed: int = 0) -> np.ndarray:
-    """Notes of 0.5 s between 110 and 330 Hz with vibrato, through three formants, with short rests."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * SAMPLE_RATE)
-    note = int(0.5 * SAMPLE_RATE)
-    f0 = np.repeat(rng.uniform(110.0, 330.0, n // note + 1), note)[:n]
-    t = np.arange(n) / SAMPLE_RATE
-    f0 = f0 * (1.0 + 0.01 * np.sin(2 * np.pi * 5.5 * t))
-    phase = np.cumsum(f0 / SAMPLE_RATE)
-    pulses = np.zeros(n)
-    pulses[np.nonzero(np.diff(np.floor(phase)) > 0)[0] + 1] = 1.0
-    y = scipy.signal.lfilter([1.0], [1.0, -0.97], pulses)
-    for freq, bw in ((650, 80), (1100, 90), (2700, 130)):
-        r, theta = np.exp(-np.pi * bw / SAMPLE_RATE), 2 * np.pi * freq / SAMPLE_RATE
-        y = scipy.signal.lfilter([1 - r], [1, -2 * r * np.cos(theta), r * r], y)
-    y = np.diff(y, prepend=0.0)
-    y[(np.arange(n) // note) % 7 == 6] = 0.0  # a rest every seventh note
-    return (0.5 * y / np.abs(y).max()).astype(np.float32)
 
 
 def _views_timer(aug: Augmenter, song: np.ndarray, length: int, views_per_call: int):
@@ -76,7 +56,7 @@ def _ms(stats: dict, per: int = 1, key: str = "median_s") -> float:
 def run(quick: bool) -> dict:
     clip_s, song_s, variants, repeats = (1.0, 4.0, 2, 3) if quick else (4.0, 40.0, 8, 25)
     length = int(clip_s * SAMPLE_RATE)
-    song = sung_signal(song_s)
+    song = sung_melody(song_s)
     with tempfile.TemporaryDirectory() as bank_dir:
         return _measure(song, length, variants, repeats, bank_dir) | {
             "quick": quick,

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.bench_augment import sung_signal
 from benchmarks.common import time_call
 from singerid.audio import SAMPLE_RATE, load_audio, peak_normalize, write_audio
 from singerid.data.shards import (
@@ -27,6 +26,7 @@ from singerid.data.shards import (
     read_shard,
     write_shards,
 )
+from singerid.data.signals import sung_melody
 from singerid.records import Recording
 from singerid.training.augment import AugmentConfig, Augmenter
 from singerid.training.shard_stream import ShardPairStream
@@ -59,7 +59,7 @@ def _crop_reads(path: Path, seconds: float, repeats: int) -> dict:
 
 def _write_corpus(folder: Path, n_files: int, seconds: float) -> list[Recording]:
     return [
-        Recording(str(write_audio(folder / f"s{i % 8}" / f"f{i}.wav", sung_signal(seconds, seed=i))), f"s{i % 8}", f"f{i}")
+        Recording(str(write_audio(folder / f"s{i % 8}" / f"f{i}.wav", sung_melody(seconds, seed=i))), f"s{i % 8}", f"f{i}")
         for i in range(n_files)
     ]
 
@@ -135,7 +135,7 @@ def run(quick: bool) -> dict:
     long_s, n_files, file_s, repeats = (20.0, 6, 8.0, 2) if quick else (300.0, 48, 60.0, 3)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        song = sung_signal(long_s)
+        song = sung_melody(long_s)
         crops = {fmt: _crop_reads(write_audio(folder / f"long.{fmt}", song), long_s, repeats) for fmt in ("wav", "flac")}
         shards = _shards(folder, _write_corpus(folder / "corpus", n_files, file_s), file_s, repeats)
     return {"quick": quick, "long_file_seconds": long_s, "crop_seconds": CROP_S, "crop_reads": crops, "shards": shards,

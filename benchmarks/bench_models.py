@@ -18,16 +18,13 @@ import numpy as np
 import torch
 
 from benchmarks.common import time_call
-from singerid.audio import SAMPLE_RATE
+from singerid.data.signals import noisy_tone
 from singerid.model.backbones import EncoderConfig, build_encoder, count_parameters
 
 
 def _clips(n: int, seconds: float, seed: int = 0) -> torch.Tensor:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    f0 = rng.uniform(110.0, 440.0, size=(n, 1))
-    x = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 16)) + 0.05 * rng.standard_normal((n, t.size))
-    return torch.tensor(0.3 * x / np.abs(x).max(axis=1, keepdims=True), dtype=torch.float32)
+    f0 = np.random.default_rng(seed).uniform(110.0, 440.0, size=n)
+    return torch.from_numpy(noisy_tone(f0, seconds, seed, noise=0.015, n_harmonics=15, peak=0.3))
 
 
 def _rates(stats: dict, batch: int) -> dict:

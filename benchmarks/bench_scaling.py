@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.bench_augment import sung_signal
 from benchmarks.common import linear_fit, time_call
 from singerid.audio import SAMPLE_RATE, write_audio
+from singerid.data.signals import sung_melody
 from singerid.eval.trials import Trial, score_trials
 from singerid.extract import extract_to_npz
 from singerid.infer import SingerEncoder
@@ -42,7 +42,7 @@ def embedding_scaling(sizes: tuple[int, ...], repeats: int) -> dict:
         files = []
         for i in range(max(sizes)):
             path = folder / "audio" / f"song{i:04d}.wav"
-            files.append(write_audio(path, sung_signal(FILE_SECONDS, seed=i), SAMPLE_RATE))
+            files.append(write_audio(path, sung_melody(FILE_SECONDS, seed=i), SAMPLE_RATE))
         seconds = []
         for n in sizes:
             out = folder / f"emb{n}.npz"

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import time_call
-from singerid.audio import SAMPLE_RATE
+from singerid.data.signals import harmonic_tone
 from singerid.demo import DemoSettings
 from singerid.model.backbones import EncoderConfig, count_parameters
 from singerid.training.config import TrainConfig
@@ -51,12 +51,8 @@ class StepSetting:
 def _views(batch: int, seconds: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Two seeded 'views': the same harmonic tones with independent noise and gain."""
     rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    f0 = rng.uniform(110.0, 660.0, size=(batch, 1))
-    tone = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 12))
-    views = [
-        rng.uniform(0.1, 0.5, size=(batch, 1)) * tone / 3 + 0.01 * rng.standard_normal((batch, t.size)) for _ in range(2)
-    ]
+    tone = harmonic_tone(rng.uniform(110.0, 660.0, size=batch), seconds, n_harmonics=11, peak=1.0)
+    views = [rng.uniform(0.1, 0.5, size=(batch, 1)) * tone + 0.01 * rng.standard_normal(tone.shape) for _ in range(2)]
     return tuple(torch.tensor(v, dtype=torch.float32) for v in views)
 
 

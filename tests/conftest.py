@@ -5,32 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from singerid.audio import SAMPLE_RATE
+from singerid.data.signals import harmonic_tone, voiced_clip
 
-
-def harmonic_tone(f0: float, seconds: float, sample_rate: int = SAMPLE_RATE, n_harmonics: int = 10) -> np.ndarray:
-    """A harmonic tone at ``f0`` with 1/k amplitudes, peak 0.5."""
-    t = np.arange(int(seconds * sample_rate)) / sample_rate
-    x = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, n_harmonics + 1) if f0 * k < sample_rate / 2)
-    return (0.5 * x / np.max(np.abs(x))).astype(np.float32)
+__all__ = ["harmonic_tone", "voiced_clip", "write_tone_corpus"]
 
 
 @pytest.fixture
 def tone() -> np.ndarray:
     return harmonic_tone(220.0, 1.0)
-
-
-def voiced_clip(f0: float, seconds: float, brightness: float, seed: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """A voice-like clip: harmonics of ``f0`` with a singer-specific spectral slope, vibrato and a little noise."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * sample_rate)
-    t = np.arange(n) / sample_rate
-    phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.01 * np.sin(2 * np.pi * 5.5 * t))) / sample_rate
-    x = np.zeros(n)
-    for k in range(1, int(8000 / f0)):
-        x += np.sin(k * phase) * k ** (-brightness)
-    x += 0.01 * rng.standard_normal(n)
-    return (0.5 * x / np.max(np.abs(x))).astype(np.float32)
 
 
 def write_tone_corpus(root, n_singers: int = 4, n_songs: int = 2, seconds: float = 3.0, seed: int = 0):

@@ -15,8 +15,8 @@ from singerid.audio import (
     rms_db,
     write_audio,
 )
+from singerid.data.signals import harmonic_tone
 from singerid.errors import AudioError
-from tests.conftest import harmonic_tone
 
 
 def _dominant_frequency(x: np.ndarray, sr: int) -> float:

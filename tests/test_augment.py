@@ -9,26 +9,13 @@ import parselmouth
 import pytest
 import scipy.signal
 
+from singerid.data.signals import pulse_voice
 from singerid.errors import AudioError, ConfigError
 from singerid.training.augment import AugmentConfig, Augmenter, ViewParams, bank_factors
 
 SR = 44100
 ONLY_PITCH = dict(pitch_p=1.0, noise_p=0.0, gain_p=0.0, mask_p=0.0)
 NOTHING = dict(pitch_p=0.0, noise_p=0.0, gain_p=0.0, mask_p=0.0)
-
-
-def voice(f0: np.ndarray | float, seconds: float) -> np.ndarray:
-    """Glottal-like pulse train at ``f0`` (Hz, scalar or per sample) through formants at 700/1200/2600 Hz."""
-    n = int(seconds * SR)
-    phase = np.cumsum(np.broadcast_to(np.asarray(f0, dtype=np.float64), (n,)) / SR)
-    pulses = np.zeros(n)
-    pulses[np.nonzero(np.diff(np.floor(phase)) > 0)[0] + 1] = 1.0
-    y = scipy.signal.lfilter([1.0], [1.0, -0.97], pulses)
-    for freq, bw in ((700, 80), (1200, 90), (2600, 120)):
-        r, theta = np.exp(-np.pi * bw / SR), 2 * np.pi * freq / SR
-        y = scipy.signal.lfilter([1 - r], [1, -2 * r * np.cos(theta), r * r], y)
-    y = np.diff(y, prepend=0.0)
-    return (0.5 * y / np.abs(y).max()).astype(np.float32)
 
 
 def f0_values(x: np.ndarray) -> np.ndarray:
@@ -58,7 +45,7 @@ def assert_shift(original: np.ndarray, shifted: np.ndarray, ratio: float) -> Non
 
 @pytest.fixture(scope="module")
 def song() -> np.ndarray:
-    return voice(120.0, 2.2)
+    return pulse_voice(120.0, 2.2)
 
 
 # --- pitch and formants -----------------------------------------------------------------
@@ -95,7 +82,7 @@ def test_naive_resampling_would_fail_the_formant_check(song: np.ndarray) -> None
 
 def test_range_factor_scales_excursions_around_the_median() -> None:
     third = SR
-    x = voice(np.repeat([100.0, 130.0, 160.0], third), 3.0)
+    x = pulse_voice(np.repeat([100.0, 130.0, 160.0], third), 3.0)
     out = Augmenter(AugmentConfig(**ONLY_PITCH)).apply("s", x, 0, len(x), ViewParams(pitch=(1.0, 1.5))).audio
     low, high = np.median(f0_values(out[: third // 2])), np.median(f0_values(out[-third // 2 :]))
     assert low == pytest.approx(130 - 1.5 * 30, rel=0.03)
@@ -103,7 +90,7 @@ def test_range_factor_scales_excursions_around_the_median() -> None:
 
 
 def test_range_factor_dropped_when_it_would_push_f0_below_the_floor() -> None:
-    x = voice(np.repeat([80.0, 300.0], [13230, SR - 13230]), 1.0)
+    x = pulse_voice(np.repeat([80.0, 300.0], [13230, SR - 13230]), 1.0)
     aug = Augmenter(AugmentConfig(**ONLY_PITCH))
     # median 300 -> 230.8; lowest 80 -> 61.5 -> 230.8 - 1.5 * 169.3 < 0: keep the range as it is
     result = aug.apply("glide", x, 0, len(x), ViewParams(pitch=(1 / 1.3, 1.5)))
@@ -114,7 +101,7 @@ def test_range_factor_dropped_when_it_would_push_f0_below_the_floor() -> None:
 
 def test_bank_keeps_length_and_alignment() -> None:
     n = 2 * SR + 777
-    x = voice(130.0, n / SR)
+    x = pulse_voice(130.0, n / SR)
     gap = slice(SR // 2, SR)
     x[gap] = 0.0
     aug = Augmenter(AugmentConfig(**ONLY_PITCH, pitch_mode="bank", bank_variants=2))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from singerid.audio import write_audio
@@ -16,6 +15,7 @@ from singerid.data.datasets import (
     load_manifest,
     segment_recordings,
 )
+from singerid.data.signals import noisy_tone
 from singerid.errors import ConfigError, DatasetError
 from singerid.records import Recording, Segment, read_recordings, read_segments
 
@@ -24,12 +24,10 @@ SR = 8000  # small files keep the tests fast; segmenting works at each file's ow
 
 def voice(path: Path, seconds: float, silent: tuple[tuple[float, float], ...] = (), seed: int = 0) -> str:
     """Write a tone plus noise of ``seconds`` with digital silence over the ``silent`` spans."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(round(seconds * SR))) / SR
-    audio = 0.2 * np.sin(2 * np.pi * 220 * t) + 0.01 * rng.standard_normal(len(t))
+    audio = noisy_tone(220.0, seconds, seed, sample_rate=SR, n_harmonics=1, peak=0.2)
     for a, b in silent:
         audio[int(a * SR) : int(b * SR)] = 0.0
-    write_audio(path, audio.astype(np.float32), SR)
+    write_audio(path, audio, SR)
     return str(path)
 
 

@@ -11,6 +11,7 @@ import soundfile as sf
 
 from singerid.audio import SAMPLE_RATE, write_audio
 from singerid.cli import main
+from singerid.data.signals import formant_voice
 from singerid.errors import ConfigError, DatasetError, TrialsError
 from singerid.eval.baselines.systems import System, bandlimit, make_system, standardize
 from singerid.eval.cache import cache_key
@@ -31,25 +32,12 @@ SINGERS = {  # f0 (Hz) and formant centres (Hz): each singer's own spectral enve
 }
 
 
-def voice(f0: float, formants: tuple[float, ...], seconds: float, rng: np.random.Generator) -> np.ndarray:
-    """A harmonic tone with light vibrato whose harmonics are shaped by resonances at ``formants``."""
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    phase = 2 * np.pi * f0 * np.cumsum(1 + 0.01 * np.sin(2 * np.pi * 5.0 * t)) / SAMPLE_RATE
-    step, harmonic = np.exp(1j * phase), np.ones(len(t), complex)
-    x = 0.003 * rng.standard_normal(len(t))
-    for k in range(1, int(12000 / f0)):
-        harmonic *= step  # exp(i k phase), without calling sin for every harmonic
-        gain = sum(1.0 / (1.0 + ((k * f0 - fc) / 150.0) ** 2) for fc in formants) / np.sqrt(k)
-        x += gain * (harmonic * np.exp(1j * rng.uniform(0, 2 * np.pi))).imag
-    return (0.5 * x / np.max(np.abs(x))).astype(np.float32)
-
-
 def write_corpus(root: Path, songs: int = 2, seconds: float = 2.0, seed: int = 0) -> Path:
     """``root/<singer>/song<j>.wav``; song ``j`` is the singer's voice ``j`` semitones up."""
     rng = np.random.default_rng(seed)
     for name, (f0, formants) in SINGERS.items():
         for j in range(songs):
-            write_audio(root / name / f"song{j}.wav", voice(f0 * 2 ** (j / 12), formants, seconds, rng))
+            write_audio(root / name / f"song{j}.wav", formant_voice(f0 * 2 ** (j / 12), formants, seconds, rng))
     return root
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from singerid.data.signals import noisy_tone
 from singerid.errors import AudioError, ConfigError
 from singerid.model.frontend import (
     FactoredDFT,
@@ -27,10 +28,7 @@ SR = 44100
 
 def signal(seconds: float, seed: int, f0: float = 220.0) -> np.ndarray:
     """Harmonic tone plus noise: energy in every band, so log-mel values are well above log_eps."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    x = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 40))
-    return 0.1 * x / np.max(np.abs(x)) + 0.02 * rng.standard_normal(t.size)
+    return noisy_tone(f0, seconds, seed, noise=0.02, n_harmonics=39, peak=0.1, sample_rate=SR).astype(np.float64)
 
 
 def dense_filterbank(frontend: LogMelFrontend) -> np.ndarray:

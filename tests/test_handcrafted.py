@@ -7,6 +7,7 @@ import scipy.fft
 import scipy.signal
 
 from singerid.audio import SAMPLE_RATE
+from singerid.data.signals import harmonic_tone, noisy_tone
 from singerid.errors import AudioError
 from singerid.eval.baselines.handcrafted import (
     F0_FEATURES,
@@ -16,15 +17,8 @@ from singerid.eval.baselines.handcrafted import (
     mfcc_stats,
     mfcc_stats_batch,
 )
-from tests.conftest import harmonic_tone
 
 MEDIAN, MEAN, STD, P10, P90, RANGE, VOICED = range(len(F0_FEATURES))
-
-
-def _noisy_tone(f0: float = 220.0, seconds: float = 1.0, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    tone = harmonic_tone(f0, seconds)
-    return (tone + 0.01 * rng.standard_normal(len(tone))).astype(np.float32)
 
 
 def test_f0_of_a_steady_tone_is_its_midi_note():
@@ -69,7 +63,7 @@ def _reference_mfcc_stats(audio: np.ndarray, sr: int, n_mfcc: int = N_MFCC) -> n
 
 
 def test_mfcc_stats_match_a_numpy_implementation():
-    audio = _noisy_tone()
+    audio = noisy_tone(220.0, 1.0, seed=0)
     ours = mfcc_stats(audio)
     assert ours.shape == (2 * N_MFCC,) and ours.dtype == np.float32
     np.testing.assert_allclose(ours, _reference_mfcc_stats(audio, SAMPLE_RATE), rtol=2e-3, atol=2e-2)
@@ -78,14 +72,14 @@ def test_mfcc_stats_match_a_numpy_implementation():
 def test_mfcc_gain_moves_only_c0_mean():
     # A gain g adds 20 log10(g) dB to every mel band; the orthonormal DCT puts
     # sqrt(128) times that into c0 and nothing into the other coefficients.
-    audio = _noisy_tone()
+    audio = noisy_tone(220.0, 1.0, seed=0)
     diff = mfcc_stats(2.0 * audio) - mfcc_stats(audio)
     assert diff[0] == pytest.approx(20 * np.log10(2.0) * np.sqrt(128), rel=1e-3)
     np.testing.assert_allclose(diff[1:], 0.0, atol=5e-3)
 
 
 def test_batches_stack_single_results():
-    clips = [_noisy_tone(f, 0.5, seed=i) for i, f in enumerate((180.0, 260.0, 410.0))]
+    clips = [noisy_tone(f, 0.5, seed=i) for i, f in enumerate((180.0, 260.0, 410.0))]
     mfcc = mfcc_stats_batch(clips)
     f0 = f0_stats_batch(clips)
     assert mfcc.shape == (3, 2 * N_MFCC) and f0.shape == (3, len(F0_FEATURES))

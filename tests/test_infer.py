@@ -8,13 +8,13 @@ import torch
 
 from singerid import SAMPLE_RATE, infer
 from singerid.cli import main
+from singerid.data.signals import voiced_clip
 from singerid.errors import AudioError, CheckpointError, ConfigError
 from singerid.extract import extract_to_npz, load_embeddings
 from singerid.infer import load_model
 from singerid.model.artifact import load_artifact, save_artifact, update_calibration
 from singerid.model.backbones import EncoderConfig, build_encoder
 from singerid.profiles import UNKNOWN, Gallery
-from tests.conftest import voiced_clip
 
 
 @pytest.fixture(scope="module")

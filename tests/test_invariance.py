@@ -5,9 +5,10 @@ import json
 
 import numpy as np
 import pytest
-from conftest import voiced_clip, write_tone_corpus
+from conftest import write_tone_corpus
 
 from singerid.audio import SAMPLE_RATE
+from singerid.data.signals import voiced_clip
 from singerid.errors import DatasetError
 from singerid.eval.invariance import (
     TRANSFORMS,

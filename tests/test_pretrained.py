@@ -5,9 +5,9 @@ import types
 
 import numpy as np
 import pytest
-from conftest import voiced_clip
 
 from singerid.audio import resample
+from singerid.data.signals import voiced_clip
 from singerid.errors import ConfigError
 
 pytest.importorskip("transformers")

@@ -29,6 +29,7 @@ from singerid.data.shards import (
     validation_set,
     write_shards,
 )
+from singerid.data.signals import voiced_clip
 from singerid.errors import ConfigError, DatasetError
 from singerid.model.artifact import load_artifact
 from singerid.records import Recording, write_recordings
@@ -39,7 +40,6 @@ from singerid.training.shard_stream import (
     batches_before,
     stream_augmenter,
 )
-from tests.conftest import voiced_clip
 
 NO_AUG = AugmentConfig(pitch_p=0.0, noise_p=0.0, gain_p=0.0, mask_p=0.0)
 SECONDS = [1.3, 0.6, 1.5, 1.2, 1.4, 1.1, 1.6, 1.25, 1.35, 1.45, 1.15, 1.55]
