@@ -34,3 +34,16 @@ def tone_corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("tone_corpus")
     write_tone_corpus(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """A small untrained model artefact (cpu_small, 32-d, seeded): enough for everything but accuracy."""
+    import torch
+
+    from singerid.model.artifact import save_artifact
+    from singerid.model.backbones import EncoderConfig, build_encoder
+
+    torch.manual_seed(0)
+    cfg = EncoderConfig(backbone="cpu_small", embedding_dim=32)
+    return save_artifact(tmp_path_factory.mktemp("model") / "model", build_encoder(cfg).eval(), cfg)

@@ -15,7 +15,7 @@ from singerid.data.signals import formant_voice
 from singerid.errors import ConfigError, DatasetError, TrialsError
 from singerid.eval.baselines.systems import System, bandlimit, make_system, standardize
 from singerid.eval.cache import cache_key
-from singerid.eval.evaluate import calibrate_model, evaluate
+from singerid.eval.evaluate import evaluate
 from singerid.eval.metrics import eer
 from singerid.eval.trials import Trial, read_trials, write_trials
 from singerid.model.artifact import load_artifact, save_artifact
@@ -324,20 +324,6 @@ def test_bad_specs_are_config_errors(tmp_path):
 
 
 # --- calibration and AS-norm ------------------------------------------------------------------
-
-
-def test_calibrate_model_stores_eer_threshold(tmp_path, corpus, model_path):
-    import shutil
-
-    art = tmp_path / "model"
-    shutil.copytree(model_path, art)
-    segs = corpus_segments(corpus)
-    system = counting_system("oracle", lambda s: np.hstack([one_hot(s), 0.25 * gaussian(s)]))
-    ev = evaluate([system], segs, **FAST)
-    stored = calibrate_model(art, ev, "oracle")
-    assert load_artifact(art).calibration["thresholds"]["eer"] == stored["thresholds"]["eer"]
-    assert stored["thresholds"]["eer"] == pytest.approx(ev["systems"]["oracle"]["eer"]["threshold"])
-    assert stored["fitted_on"]["condition"] == "cross-song"
 
 
 def test_asnorm_cohort_must_hold_other_singers():

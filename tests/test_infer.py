@@ -14,15 +14,8 @@ from singerid.extract import extract_to_npz, load_embeddings
 from singerid.infer import load_model
 from singerid.model.artifact import load_artifact, save_artifact, update_calibration
 from singerid.model.backbones import EncoderConfig, build_encoder
+from singerid.model.calibration import Calibration, DurationTerms
 from singerid.profiles import UNKNOWN, Gallery
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    cfg = EncoderConfig(backbone="cpu_small", embedding_dim=32)
-    path = tmp_path_factory.mktemp("model") / "model"
-    return save_artifact(path, build_encoder(cfg).eval(), cfg)
 
 
 @pytest.fixture(scope="module")
@@ -144,17 +137,36 @@ def test_short_and_silent_clips_follow_the_policy(model_dir):
         load_model(model_dir, short="truncate")
 
 
-def test_verify_uses_the_calibrated_threshold(model_dir, tmp_path):
+def test_verify_decides_only_with_a_threshold_and_says_where_it_came_from(model_dir, tmp_path):
     a = voiced_clip(200, 2.0, 0.8, 1)
-    b = voiced_clip(260, 2.0, 0.8, 2)
+    b = voiced_clip(260, 3.0, 0.8, 2)
     enc = load_model(model_dir)
-    with pytest.raises(ConfigError, match="no calibrated"):
-        enc.verify(a, b)
+    undecided = enc.verify(a, b)
+    assert undecided.same_singer is None and undecided.threshold is None and undecided.threshold_source == "none"
+    assert undecided.probability is None and undecided.seconds == pytest.approx((2.0, 3.0))
     result = enc.verify(a, b, threshold=-1.0)
-    assert result.same_singer and result.score == pytest.approx(float(enc.embed(a)[0] @ enc.embed(b)[0]), abs=1e-6)
+    assert result.same_singer and result.threshold_source == "given"
+    assert result.score == pytest.approx(float(enc.embed(a)[0] @ enc.embed(b)[0]), abs=1e-6)
+    old_style = save_artifact(tmp_path / "old", enc.artifact.net, enc.artifact.config)
+    update_calibration(old_style, {"thresholds": {"eer": 1.5}})
+    assert load_model(old_style).verify(a, b).same_singer is False
+
+
+def test_verify_uses_the_calibrated_threshold_and_probability_for_the_clip_lengths(model_dir, tmp_path):
+    a = voiced_clip(200, 2.0, 0.8, 1)
+    b = voiced_clip(260, 3.0, 0.8, 2)
+    enc = load_model(model_dir)
+    s = enc.verify(a, b).score
+    # Centred on this pair's score at these lengths: the llr there is 0 and the threshold is s + 0.01.
+    cal = Calibration(
+        a=10.0, b=-10.0 * s, duration=DurationTerms(c=0.0, e=0.0, ref_seconds=4.0, lo=-2.0, hi=2.0),
+        thresholds={"eer": s + 0.01}, llr_thresholds={"eer": 0.1},
+    )
     calibrated = save_artifact(tmp_path / "cal", enc.artifact.net, enc.artifact.config)
-    update_calibration(calibrated, {"thresholds": {"eer": 1.5}})
-    assert not load_model(calibrated).verify(a, b).same_singer
+    update_calibration(calibrated, cal.to_dict())
+    result = load_model(calibrated).verify(a, b)
+    assert result.threshold_source == "calibration" and result.threshold == pytest.approx(s + 0.01)
+    assert result.same_singer is False and result.probability == pytest.approx(0.5, abs=1e-6)
 
 
 def test_enroll_identify_open_set_and_profile_files(encoder, tmp_path):
@@ -165,13 +177,21 @@ def test_enroll_identify_open_set_and_profile_files(encoder, tmp_path):
     path = gallery.save(tmp_path / "profiles.npz")
     loaded = Gallery.load(path)
     query = voiced_clip(150, 2.0, 0.5, 9)
-    ranked = encoder.identify(query, loaded, open_set=False)
+    closed = encoder.identify(query, loaded, open_set=False)
+    ranked = closed.matches
+    assert closed.singer == ranked[0].name and closed.threshold is None
     q = encoder.embed(query)[0]
     assert sorted(m.name for m in ranked) == ["high", "low"]
     assert ranked[0].score >= ranked[1].score
     for m in ranked:
         assert m.score == pytest.approx(float(loaded.profiles[m.name].centroid @ q), abs=1e-5)
-    assert encoder.identify(query, loaded, threshold=1.01)[0].name == UNKNOWN
+    rejected = encoder.identify(query, loaded, threshold=1.01, top=1)
+    assert rejected.singer == UNKNOWN and rejected.threshold == 1.01 and [m.name for m in rejected.matches] == [ranked[0].name]
+    accepted = encoder.identify(query, loaded, threshold=-1.0)
+    assert accepted.singer == ranked[0].name and accepted.threshold_source == "given"
+    assert loaded.profiles["low"].seconds == pytest.approx(4.0)
+    with pytest.raises(ConfigError, match="no calibration"):
+        encoder.identify(query, loaded)
     with pytest.raises(CheckpointError, match="different model"):
         encoder.identify(query, Gallery("other-model", loaded.profiles))
 
@@ -208,10 +228,18 @@ def test_cli_embed_verify_enroll_identify(model_dir, tmp_path, capsys):
     assert main(["verify", str(a), str(b), "--model", str(model_dir), "--threshold", "0.5", "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["threshold"] == 0.5 and result["same_singer"] == (result["score"] >= 0.5)
+    assert result["threshold_source"] == "given" and result["quality"][0]["bandwidth_hz"] > 11025
+    assert main(["verify", str(a), str(b), "--model", str(model_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "no decision" in out and "--calibrate" in out
     profiles = str(tmp_path / "p.npz")
     assert main(["enroll", "ann", str(a), "--model", str(model_dir), "--profiles", profiles]) == 0
     assert main(["identify", str(b), "--model", str(model_dir), "--profiles", profiles, "--closed-set", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])[0]["name"] == "ann"
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["matches"][0]["name"] == "ann"
+    assert main(["identify", str(b), "--model", str(model_dir), "--profiles", profiles, "--threshold", "1.5", "--top", "1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("unknown: no enrolled singer reaches the threshold 1.5000") and len(lines) == 3
+    assert lines[1] == "candidates:" and lines[2].startswith("  1. ann")
     assert main(["verify", str(a), str(tmp_path / "nope.wav"), "--model", str(model_dir), "--threshold", "0"]) == 2
     assert "nope.wav" in capsys.readouterr().err
 

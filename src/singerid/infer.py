@@ -30,6 +30,9 @@ from .audio import (
 from .errors import AudioError, ConfigError
 from .model.artifact import Artifact, load_artifact
 from .model.backbones import CPU_PIECES, fused_for_inference
+from .model.calibration import Calibration
+from .profiles import UNKNOWN, Gallery, Match, SingerProfile
+from .quality import Quality, assess
 from .vectors import l2_normalize
 
 AudioLike = Union[np.ndarray, torch.Tensor]
@@ -46,12 +49,70 @@ class WindowEmbeddings:
 
 
 @dataclass(frozen=True)
+class Measured:
+    """One clip as the model saw it: its embedding, its length in seconds and its input quality."""
+
+    embedding: np.ndarray
+    seconds: float
+    quality: Quality
+
+
+@dataclass(frozen=True)
 class Verification:
-    """Outcome of :meth:`SingerEncoder.verify`."""
+    """Outcome of :meth:`SingerEncoder.verify`.
+
+    ``same_singer`` and ``threshold`` are None when there is no threshold to decide with (the
+    model carries no calibration and none was given); ``threshold_source`` says where the
+    threshold came from (``"calibration"``, ``"given"`` or ``"none"``); ``probability`` is the
+    calibrated same-singer probability (None without a calibration).
+    """
 
     score: float
-    same_singer: bool
-    threshold: float
+    same_singer: bool | None
+    threshold: float | None
+    threshold_source: str
+    probability: float | None
+    seconds: tuple[float, float]
+    quality: tuple[Quality, Quality]
+
+    def to_dict(self) -> dict:
+        return {
+            "score": self.score,
+            "same_singer": self.same_singer,
+            "threshold": self.threshold,
+            "threshold_source": self.threshold_source,
+            "probability": self.probability,
+            "seconds": list(self.seconds),
+            "quality": [q.to_dict() for q in self.quality],
+        }
+
+
+@dataclass(frozen=True)
+class Identification:
+    """Outcome of :meth:`SingerEncoder.identify`: ranked candidates and, apart from them, the verdict.
+
+    ``singer`` is the accepted name, :data:`~singerid.profiles.UNKNOWN` when the best candidate
+    does not reach its threshold, or the best candidate in a closed-set search (``threshold``
+    None). The threshold is the one for the best candidate, at the durations of the query and
+    of that singer's enrolment.
+    """
+
+    matches: list[Match]
+    singer: str
+    threshold: float | None
+    threshold_source: str
+    seconds: float
+    quality: Quality
+
+    def to_dict(self) -> dict:
+        return {
+            "singer": self.singer,
+            "threshold": self.threshold,
+            "threshold_source": self.threshold_source,
+            "matches": [{"name": m.name, "score": m.score} for m in self.matches],
+            "seconds": self.seconds,
+            "quality": self.quality.to_dict(),
+        }
 
 
 class SingerEncoder:
@@ -219,47 +280,99 @@ class SingerEncoder:
             out[i] = l2_normalize(windows.embeddings.mean(0))
         return out
 
-    def _embed_one(self, clip: ClipLike, sample_rate: int) -> np.ndarray:
+    def measure(self, clip: ClipLike, sample_rate: int = SAMPLE_RATE) -> Measured:
+        """Embed one clip (a file path or an audio array) and measure its length and input quality."""
         if isinstance(clip, (str, os.PathLike)):
-            return self.embed_file(clip)
-        return self.embed(clip, sample_rate)[0]
+            audio, source = load_audio(clip, max_clipped=None), str(clip)
+        else:
+            clips = self._clips(clip, sample_rate)
+            if len(clips) != 1:
+                raise AudioError(f"expected one clip, got a batch of {len(clips)}; pass them one at a time.")
+            audio, source = clips[0], "clip"
+        windows = self.embed_windows(audio, source=source)
+        return Measured(l2_normalize(windows.embeddings.mean(0)), len(audio) / self.sample_rate, assess(audio, self.sample_rate))
 
     def score(self, a: ClipLike, b: ClipLike, sample_rate: int = SAMPLE_RATE) -> float:
         """Cosine similarity of two clips (file paths or audio arrays)."""
-        return float(np.dot(self._embed_one(a, sample_rate), self._embed_one(b, sample_rate)))
+        return float(np.dot(self.measure(a, sample_rate).embedding, self.measure(b, sample_rate).embedding))
 
-    def threshold(self, which: str = "eer") -> float:
-        """The artefact's calibrated decision threshold (``"eer"`` or another stored operating point)."""
-        thresholds = self.artifact.calibration.get("thresholds", {})
-        if which not in thresholds:
+    @property
+    def calibration(self) -> Calibration | None:
+        """The artefact's score calibration, or None when it carries none."""
+        stored = self.artifact.calibration
+        return Calibration.from_dict(stored) if stored.get("logistic") else None
+
+    def threshold(self, which: str = "eer", seconds: tuple[float, float] | None = None) -> float:
+        """The calibrated score threshold at operating point ``which`` for two sides of ``seconds``
+        (default: the reference length the calibration was fitted at)."""
+        cal = self.calibration
+        if cal is None:
+            thresholds = self.artifact.calibration.get("thresholds", {})
+            if which in thresholds:
+                return float(thresholds[which])
             raise ConfigError(
-                f"{self.artifact.path}: no calibrated '{which}' threshold stored. Pass threshold=..., "
-                "or calibrate the model with `singerid evaluate --calibrate`."
+                f"{self.artifact.path}: the model carries no calibration. Give a threshold (threshold=... in Python, "
+                "--threshold on the command line), or calibrate it with `singerid evaluate --calibrate`."
             )
-        return float(thresholds[which])
+        try:
+            return cal.threshold(which, seconds)
+        except ConfigError as exc:
+            raise ConfigError(f"{self.artifact.path}: {exc}") from exc
+
+    def _decision_threshold(self, threshold: float | None, seconds: tuple[float, float]) -> tuple[float | None, str]:
+        if threshold is not None:
+            return float(threshold), "given"
+        if self.calibration is None and "eer" not in self.artifact.calibration.get("thresholds", {}):
+            return None, "none"
+        return self.threshold("eer", seconds), "calibration"
 
     def verify(self, a: ClipLike, b: ClipLike, threshold: float | None = None, sample_rate: int = SAMPLE_RATE) -> Verification:
-        """Same singer? Score against ``threshold`` (default: the artefact's calibrated EER threshold)."""
-        thr = self.threshold() if threshold is None else float(threshold)
-        s = self.score(a, b, sample_rate)
-        return Verification(score=s, same_singer=s >= thr, threshold=thr)
+        """Same singer? The score, and a decision at ``threshold`` or else at the calibrated EER
+        threshold for these two lengths; no decision when there is neither."""
+        ma, mb = self.measure(a, sample_rate), self.measure(b, sample_rate)
+        s = float(np.dot(ma.embedding, mb.embedding))
+        seconds = (ma.seconds, mb.seconds)
+        thr, source = self._decision_threshold(threshold, seconds)
+        cal = self.calibration
+        probability = None if cal is None else float(cal.probability([s], [seconds])[0])
+        same = None if thr is None else bool(s >= thr)
+        return Verification(s, same, thr, source, probability, seconds, (ma.quality, mb.quality))
 
-    def enroll(self, name: str, clips: Sequence[ClipLike], sample_rate: int = SAMPLE_RATE):
+    def enroll(self, name: str, clips: Sequence[ClipLike], sample_rate: int = SAMPLE_RATE) -> SingerProfile:
         """A :class:`~singerid.profiles.SingerProfile` from several reference clips."""
-        from .profiles import SingerProfile
-
         if not clips:
             raise ConfigError(f"enroll {name!r}: give at least one reference clip.")
-        emb = np.stack([self._embed_one(c, sample_rate) for c in clips])
-        return SingerProfile(name=name, embeddings=emb)
+        measured = [self.measure(c, sample_rate) for c in clips]
+        return SingerProfile(name, np.stack([m.embedding for m in measured]), seconds=sum(m.seconds for m in measured))
 
-    def identify(self, clip: ClipLike, gallery, *, open_set: bool = True, threshold: float | None = None, top: int = 5, sample_rate: int = SAMPLE_RATE):
-        """Rank the gallery's singers for ``clip``; below threshold the answer is ``"unknown"`` (open set)."""
+    def identify(
+        self,
+        clip: ClipLike,
+        gallery: Gallery,
+        *,
+        open_set: bool = True,
+        threshold: float | None = None,
+        top: int = 5,
+        sample_rate: int = SAMPLE_RATE,
+    ) -> Identification:
+        """Rank the gallery's singers for ``clip``. Open set: the best candidate is accepted only
+        when it reaches the threshold (given, or calibrated for these lengths), else ``"unknown"``."""
         gallery.check_model(self.artifact.fingerprint)
-        thr = None
-        if open_set:
-            thr = self.threshold() if threshold is None else float(threshold)
-        return gallery.rank(self._embed_one(clip, sample_rate), top=top, threshold=thr)
+        if top < 1:
+            raise ConfigError(f"top={top}: ask for at least one candidate.")
+        query = self.measure(clip, sample_rate)
+        matches = gallery.rank(query.embedding, top=top)
+        if not open_set:
+            return Identification(matches, matches[0].name, None, "closed set", query.seconds, query.quality)
+        enrolled = gallery.profiles[matches[0].name].seconds or query.seconds
+        thr, source = self._decision_threshold(threshold, (query.seconds, enrolled))
+        if thr is None:
+            raise ConfigError(
+                f"{self.artifact.path}: the model carries no calibration, so 'unknown' cannot be decided. Give a threshold "
+                "(--threshold), calibrate the model (`singerid evaluate --calibrate`), or search a closed set (--closed-set)."
+            )
+        singer = matches[0].name if matches[0].score >= thr else UNKNOWN
+        return Identification(matches, singer, thr, source, query.seconds, query.quality)
 
 
 class _FileAudio(Dataset):

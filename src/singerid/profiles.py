@@ -18,10 +18,12 @@ UNKNOWN = "unknown"
 
 @dataclass
 class SingerProfile:
-    """A named singer: the embeddings of their reference clips and their normalised centroid."""
+    """A named singer: the embeddings of their reference clips, their normalised centroid, and
+    the total seconds of audio enrolled (None when unknown, as in galleries saved before it was kept)."""
 
     name: str
     embeddings: np.ndarray
+    seconds: float | None = None
 
     @property
     def centroid(self) -> np.ndarray:
@@ -49,7 +51,8 @@ class Gallery:
             raise ConfigError(f"'{UNKNOWN}' is reserved for open-set rejections; choose another name.")
         old = self.profiles.get(profile.name)
         if old is not None and not replace:
-            profile = SingerProfile(profile.name, np.concatenate([old.embeddings, profile.embeddings]))
+            seconds = None if old.seconds is None or profile.seconds is None else old.seconds + profile.seconds
+            profile = SingerProfile(profile.name, np.concatenate([old.embeddings, profile.embeddings]), seconds)
         self.profiles[profile.name] = profile
 
     def check_model(self, fingerprint: str) -> None:
@@ -59,24 +62,21 @@ class Gallery:
                 "these profiles were enrolled with a different model; enroll the singers again with this model."
             )
 
-    def rank(self, embedding: np.ndarray, top: int = 5, threshold: float | None = None) -> list[Match]:
-        """Profiles sorted by cosine score with ``embedding``; with ``threshold`` (open set) an
-        ``unknown`` answer comes first when no profile reaches it."""
+    def rank(self, embedding: np.ndarray, top: int = 5) -> list[Match]:
+        """The ``top`` profiles by cosine score of their centroid with ``embedding``, best first."""
         if not self.profiles:
             raise ConfigError("the gallery is empty; enroll singers first (`singerid enroll`).")
         names = sorted(self.profiles)
         centroids = np.stack([self.profiles[n].centroid for n in names])
         scores = centroids @ np.asarray(embedding, np.float32)
         order = np.argsort(-scores, kind="stable")[:top]
-        matches = [Match(names[i], float(scores[i])) for i in order]
-        if threshold is not None and matches[0].score < threshold:
-            matches.insert(0, Match(UNKNOWN, float(threshold)))
-        return matches
+        return [Match(names[i], float(scores[i])) for i in order]
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the gallery atomically to an ``.npz`` file."""
         arrays = {f"emb_{i}": self.profiles[n].embeddings for i, n in enumerate(sorted(self.profiles))}
-        meta = {"model_fingerprint": self.model_fingerprint, "names": sorted(self.profiles)}
+        names = sorted(self.profiles)
+        meta = {"model_fingerprint": self.model_fingerprint, "names": names, "seconds": [self.profiles[n].seconds for n in names]}
         with atomic_path(path, suffix=".npz") as tmp:
             np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
         return Path(path)
@@ -90,7 +90,8 @@ class Gallery:
         try:
             with np.load(p, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
-                profiles = {n: SingerProfile(n, data[f"emb_{i}"]) for i, n in enumerate(meta["names"])}
+                seconds = meta.get("seconds") or [None] * len(meta["names"])
+                profiles = {n: SingerProfile(n, data[f"emb_{i}"], seconds[i]) for i, n in enumerate(meta["names"])}
         except (KeyError, ValueError, OSError) as exc:
             raise ConfigError(f"{p}: not a singerid profiles file ({exc}).") from exc
         return cls(meta["model_fingerprint"], profiles)

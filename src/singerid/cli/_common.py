@@ -33,3 +33,19 @@ def load_encoder(args: argparse.Namespace):
         min_seconds=getattr(args, "min_seconds", 1.0),
         short="pad" if getattr(args, "pad", False) else "reject",
     )
+
+
+def warn_about_quality(source: str, quality) -> None:
+    """One stderr line per input-quality problem of ``source`` (see :mod:`singerid.quality`)."""
+    import sys
+
+    for warning in quality.warnings:
+        print(f"singerid: warning: {source}: {warning}", file=sys.stderr)
+
+
+def threshold_note(threshold: float | None, source: str) -> str:
+    """How a decision threshold is shown next to a result."""
+    if threshold is None:
+        return "no threshold"
+    where = {"calibration": "calibrated for these lengths", "given": "given with --threshold"}.get(source, source)
+    return f"threshold {threshold:.4f} ({where})"

@@ -32,6 +32,6 @@ def run(args: argparse.Namespace) -> int:
     gallery.check_model(encoder.artifact.fingerprint)
     gallery.add(encoder.enroll(args.name, args.clips), replace=args.replace)
     gallery.save(path)
-    n = len(gallery.profiles[args.name].embeddings)
-    print(f"enrolled {args.name} ({n} clips); {len(gallery.profiles)} singers in {path}")
+    n, singers = len(gallery.profiles[args.name].embeddings), len(gallery.profiles)
+    print(f"enrolled {args.name} ({n} clip{'s' if n != 1 else ''}); {singers} singer{'s' if singers != 1 else ''} in {path}")
     return 0

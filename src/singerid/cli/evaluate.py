@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="bootstrap resamples for confidence intervals; 0: none (default: %(default)s)")
     arg("--cohort", help="segment manifest of other singers: AS-normalise scores against it")
     arg("--asnorm-top-k", type=int, default=200, help="best cohort scores used by AS-norm (default: %(default)s)")
-    arg("--calibrate", action="store_true", help="fit a score calibration on these trials and store it in --model")
+    arg("--calibrate", action="store_true", help="fit a duration-aware score calibration on clip and whole-recording trials of this data and store it in --model")
     arg("--invariance", nargs="*", metavar="TRANSFORM", default=None,
         help="also run invariance probes (pitch/formant shift, tempo, noise, band-limit, codecs, reverb) "
         "on every system; optionally name the transforms (default: all). Written to OUT/invariance.md")
@@ -77,6 +77,15 @@ def system_specs(model: str | None, baselines: list[str]) -> list[str]:
     return specs
 
 
+def stored_calibration(model: str):
+    """The calibration the model artefact carries, or None."""
+    from ..model.artifact import load_artifact
+    from ..model.calibration import Calibration
+
+    stored = load_artifact(model).calibration
+    return Calibration.from_dict(stored) if stored.get("logistic") else None
+
+
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..eval.baselines.systems import make_system
@@ -99,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         cohort=read_segments(args.cohort) if args.cohort else None, asnorm_top_k=args.asnorm_top_k,
         cache_dir=args.cache_dir, map_method=args.map, training_log=args.training_log,
         invariance=args.invariance, calibrate=args.model if args.calibrate else None,
+        decisions=None if args.calibrate or not args.model else stored_calibration(args.model),
     )  # fmt: skip
     systems = [make_system(s, seed=args.seed, device=args.device) for s in specs]
     result = run_evaluation(systems, segments, args.out, settings, progress=not args.no_progress)

@@ -5,34 +5,52 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._common import add_model_option, add_window_options, load_encoder
+from ._common import (
+    add_model_option,
+    add_window_options,
+    load_encoder,
+    threshold_note,
+    warn_about_quality,
+)
 
 NAME = "identify"
 ORDER = 55
 HELP = "rank enrolled singers for a clip; 'unknown' when no one reaches the threshold (open set)"
-EXAMPLE = "singerid identify runs/demo/corpus/seed0/eval/singer040/song01.wav --model runs/demo/latest/train/model --profiles runs/singers.npz --threshold 0.5"
+EXAMPLE = "singerid identify runs/demo/corpus/seed0/eval/singer040/song01.wav --model runs/demo/latest/train/model --profiles runs/singers.npz"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("clip")
+    parser.add_argument("clip", help="the recording to identify")
     add_model_option(parser)
     add_window_options(parser)
     parser.add_argument("--profiles", required=True, help="profiles .npz written by `singerid enroll`")
-    parser.add_argument("--threshold", type=float, default=None, help="open-set threshold (default: the model's calibrated one)")
+    parser.add_argument(
+        "--threshold", type=float, default=None,
+        help="accept the best singer at this cosine score (default: the model's calibrated threshold for these lengths)",
+    )
     parser.add_argument("--closed-set", action="store_true", help="always answer with the best match, never 'unknown'")
-    parser.add_argument("--top", type=int, default=5)
-    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--top", type=int, default=5, help="how many ranked candidates to list (default: 5)")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..profiles import Gallery
+    from ..profiles import UNKNOWN, Gallery
 
-    matches = load_encoder(args).identify(
+    result = load_encoder(args).identify(
         args.clip, Gallery.load(args.profiles), open_set=not args.closed_set, threshold=args.threshold, top=args.top
     )
+    warn_about_quality(args.clip, result.quality)
     if args.json:
-        print(json.dumps([{"name": m.name, "score": m.score} for m in matches]))
+        print(json.dumps(result.to_dict()))
+        return 0
+    best = result.matches[0]
+    if result.threshold is None:
+        print(f"best match: {best.name} (closed set: the best candidate is always named)")
+    elif result.singer == UNKNOWN:
+        print(f"unknown: no enrolled singer reaches the {threshold_note(result.threshold, result.threshold_source)}")
     else:
-        for rank, m in enumerate(matches, 1):
-            print(f"{rank}. {m.name}  {m.score:.4f}")
+        print(f"identified: {result.singer}  score {best.score:.4f} >= {threshold_note(result.threshold, result.threshold_source)}")
+    print("candidates:")
+    for rank, m in enumerate(result.matches, 1):
+        print(f"  {rank}. {m.name}  {m.score:.4f}")
     return 0

@@ -2,11 +2,12 @@
 
 - :func:`as_norm`: adaptive symmetric score normalisation (AS-norm) against a cohort of
   embeddings from singers outside the trials (Matejka et al., 2017; Cumani et al., 2011).
-- :func:`fit_calibration`: an affine map from cosine score to log-likelihood ratio,
-  ``llr = a * s + b``, fitted on a development trial list, plus decision thresholds at the
-  EER and at target false-acceptance rates. :meth:`Calibration.to_dict` is the form stored
-  in the model artefact (see :func:`store_calibration`) and read by
-  ``SingerEncoder.threshold("eer")``.
+- :func:`fit_calibration`: a map from cosine score to log-likelihood ratio fitted on a
+  development trial list, ``llr = a * s + b``, or, given the durations of both sides of each
+  trial, the duration-aware ``llr = (a + e m) s + b + c m`` (see
+  :mod:`singerid.model.calibration`), plus decision thresholds at the EER, at target
+  false-acceptance rates and at the Bayes point. :meth:`Calibration.to_dict` is the form stored
+  in the model artefact (see :func:`store_calibration`) and applied by ``SingerEncoder``.
 - :func:`cllr` and :func:`min_cllr`: the log-likelihood-ratio cost of calibrated scores and
   its minimum over monotonic score maps (the discrimination part alone).
 """
@@ -15,13 +16,14 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from ..audio import WINDOW_SECONDS
 from ..errors import ConfigError, TrialsError
+from ..model.calibration import Calibration, DurationTerms, logit
 from ..vectors import l2_normalize
 from .metrics import _scores_labels, det_curve, eer
 
@@ -131,7 +133,7 @@ def min_cllr(scores, labels) -> float:
 
     s, y = _scores_labels(scores, labels)
     posterior = IsotonicRegression(increasing=True, out_of_bounds="clip").fit(s, y.astype(np.float64)).predict(s)
-    prior_logit = math.log(y.mean() / (1 - y.mean()))
+    prior_logit = logit(y.mean())
     with np.errstate(divide="ignore"):
         llr = np.log(posterior) - np.log1p(-posterior) - prior_logit
     return cllr(llr, y)
@@ -139,10 +141,6 @@ def min_cllr(scores, labels) -> float:
 
 # ---------------------------------------------------------------------------------------------
 # Logistic calibration
-
-
-def _logit(p: float) -> float:
-    return math.log(p / (1 - p))
 
 
 def far_key(far: float) -> str:
@@ -159,114 +157,151 @@ def threshold_at_far(scores, labels, far: float) -> float:
     return float(thr[int(np.argmax(rates <= far + 1e-12))])
 
 
-@dataclass(frozen=True)
-class Calibration:
-    """An affine score-to-llr map ``llr = a * s + b`` and decision thresholds on the raw score.
-
-    ``thresholds`` maps an operating point name (``"eer"``, ``"far0.01"``, ``"bayes"``) to the
-    score at or above which a trial is accepted; ``fitted_on`` describes the development trials.
-    """
-
-    a: float
-    b: float
-    p_target: float = 0.5
-    thresholds: dict[str, float] = field(default_factory=dict)
-    fitted_on: dict = field(default_factory=dict)
-
-    def llr(self, scores) -> np.ndarray:
-        """Natural-log likelihood ratio of each score."""
-        return self.a * np.asarray(scores, dtype=np.float64) + self.b
-
-    def probability(self, scores, prior: float | None = None) -> np.ndarray:
-        """Posterior probability of "same singer" under ``prior`` (default: the fitted ``p_target``)."""
-        p = self.p_target if prior is None else float(prior)
-        if not 0 < p < 1:
-            raise ConfigError(f"prior must be in (0, 1), got {p}.")
-        from scipy.special import expit
-
-        return expit(self.llr(scores) + _logit(p))
-
-    def to_dict(self) -> dict:
-        """The JSON form stored in the model artefact."""
-        return {
-            "thresholds": dict(self.thresholds),
-            "logistic": {"a": self.a, "b": self.b, "p_target": self.p_target},
-            "fitted_on": dict(self.fitted_on),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Calibration:
-        """Inverse of :meth:`to_dict`."""
-        try:
-            lg = d["logistic"]
-            return cls(float(lg["a"]), float(lg["b"]), float(lg.get("p_target", 0.5)),
-                       {k: float(v) for k, v in d.get("thresholds", {}).items()}, dict(d.get("fitted_on", {})))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"calibration entry is not valid ({exc!r}); refit it with fit_calibration.") from exc
+def _class_weights(y: np.ndarray, p_target: float, groups: np.ndarray) -> np.ndarray:
+    """``p / N_tar`` and ``(1 - p) / N_non`` within each group, each group weighing the same."""
+    w = np.empty(len(y))
+    names = np.unique(groups)
+    for g in names:
+        in_g = groups == g
+        tar, non = in_g & y, in_g & ~y
+        if not tar.any() or not non.any():
+            raise TrialsError(f"calibration trials of group {g!r} need both same-singer and different-singer pairs.")
+        w[tar] = p_target / tar.sum() / len(names)
+        w[non] = (1 - p_target) / non.sum() / len(names)
+    return w
 
 
-def _fit_affine(s: np.ndarray, y: np.ndarray, p_target: float) -> tuple[float, float]:
-    """Minimise the ``p_target``-weighted cross-entropy of ``sigmoid(a s + b + logit p)``.
+def _fit_logistic(features: np.ndarray, y: np.ndarray, p_target: float, groups: np.ndarray) -> tuple[np.ndarray, float]:
+    """Minimise the ``p_target``-weighted cross-entropy of ``sigmoid(features @ w + b + logit p)``.
 
-    Each class is weighted by ``p / N_tar`` and ``(1 - p) / N_non`` so the fit does not depend
-    on the trial list's target proportion, and the prior log-odds offset keeps ``a s + b`` a
-    likelihood ratio rather than a posterior. The objective is convex; scores are
-    standardised first for conditioning and the solution mapped back.
+    Each class is weighted by ``p / N_tar`` and ``(1 - p) / N_non`` (within each of ``groups``,
+    which weigh the same) so the fit depends neither on the target proportion nor on which
+    group has more trials, and the prior log-odds offset keeps the linear part a likelihood ratio
+    rather than a posterior. The objective is convex; columns are standardised first for
+    conditioning and the solution mapped back. Returns ``(w, b)``.
     """
     from scipy.optimize import minimize
 
-    mu, sd = s.mean(), s.std()
-    if sd == 0:
+    mu, sd = features.mean(axis=0), features.std(axis=0)
+    if np.any(sd == 0):
         raise TrialsError("all scores are equal; calibration needs scores that vary.")
-    x = (s - mu) / sd
-    w = np.where(y, p_target / y.sum(), (1 - p_target) / (~y).sum())
+    x = (features - mu) / sd
+    w = _class_weights(y, p_target, groups)
     sign = np.where(y, 1.0, -1.0)
-    offset = _logit(p_target)
+    offset = logit(p_target)
 
     def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        m = sign * (theta[0] * x + theta[1] + offset)
+        m = sign * (x @ theta[:-1] + theta[-1] + offset)
         loss = np.logaddexp(0.0, -m)
         g = -w * sign / (1.0 + np.exp(m))
-        return float(np.sum(w * loss)), np.array([np.sum(g * x), np.sum(g)])
+        return float(np.sum(w * loss)), np.append(x.T @ g, np.sum(g))
 
-    res = minimize(objective, np.zeros(2), jac=True, method="L-BFGS-B")
+    res = minimize(objective, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B")
     if not res.success:
         raise TrialsError(f"calibration fit did not converge ({res.message}); check the development scores.")
-    a_std, b_std = res.x
-    return float(a_std / sd), float(b_std - a_std * mu / sd)
+    coef = res.x[:-1] / sd
+    return coef, float(res.x[-1] - np.sum(res.x[:-1] * mu / sd))
 
 
-def fit_calibration(scores, labels, p_target: float = 0.5, fars: Sequence[float] = (0.01,)) -> Calibration:
+def _balanced_eer_threshold(llr: np.ndarray, y: np.ndarray, groups: np.ndarray) -> float:
+    """The llr where the false-accept and false-reject rates, each averaged over ``groups``, meet."""
+    candidates = np.unique(llr)
+    fa, fr = np.zeros(len(candidates)), np.zeros(len(candidates))
+    names = np.unique(groups)
+    for g in names:
+        tar = np.sort(llr[(groups == g) & y])
+        non = np.sort(llr[(groups == g) & ~y])
+        fa += (len(non) - np.searchsorted(non, candidates, side="left")) / len(non) / len(names)
+        fr += np.searchsorted(tar, candidates, side="left") / len(tar) / len(names)
+    return float(candidates[np.argmin(np.abs(fa - fr))])
+
+
+def _duration_fit(s: np.ndarray, y: np.ndarray, durations, ref_seconds: float, p_target: float, groups: np.ndarray):
+    """``(a, b, DurationTerms)`` of the duration-aware map; the score-duration interaction is
+    dropped when it would make the slope non-positive somewhere in the fitted range."""
+    d = np.asarray(durations, dtype=np.float64)
+    if d.shape != (len(s), 2):
+        raise TrialsError(f"{len(s)} scores but durations of shape {d.shape}; pass one (seconds, seconds) pair per trial.")
+    if np.any(~np.isfinite(d)) or np.any(d <= 0):
+        raise TrialsError("trial durations must be positive seconds.")
+    m = np.log(d).mean(axis=1) - math.log(ref_seconds)
+    lo, hi = float(m.min()), float(m.max())
+    if hi - lo < 1e-3:
+        # Every trial has the same lengths: nothing to learn about duration.
+        coef, b = _fit_logistic(s[:, None], y, p_target, groups)
+        return float(coef[0]), b, DurationTerms(c=0.0, e=0.0, ref_seconds=float(ref_seconds), lo=lo, hi=hi)
+    coef, b = _fit_logistic(np.column_stack([s, s * m, m]), y, p_target, groups)
+    a, e, c = coef
+    if min(a + e * lo, a + e * hi) <= 0:
+        (a, c), b = _fit_logistic(np.column_stack([s, m]), y, p_target, groups)
+        e = 0.0
+    return float(a), float(b), DurationTerms(c=float(c), e=float(e), ref_seconds=float(ref_seconds), lo=lo, hi=hi)
+
+
+def fit_calibration(
+    scores,
+    labels,
+    p_target: float = 0.5,
+    fars: Sequence[float] = (0.01,),
+    *,
+    durations=None,
+    ref_seconds: float = WINDOW_SECONDS,
+    groups=None,
+) -> Calibration:
     """Fit a :class:`Calibration` on development trial scores (``labels``: True for same singer).
 
-    The affine map minimises the prior-weighted logistic loss at ``p_target`` (the Cllr
-    objective when ``p_target = 0.5``) with scipy's L-BFGS. Thresholds: ``"eer"`` (the
-    interpolated EER threshold), ``far_key(f)`` for each ``f`` in ``fars``, and ``"bayes"``,
-    the score where the llr reaches the Bayes decision threshold ``-logit(p_target)``.
+    The map minimises the prior-weighted logistic loss at ``p_target`` (the Cllr objective when
+    ``p_target = 0.5``) with scipy's L-BFGS. With ``durations`` (seconds of both sides of each
+    trial, shape ``(n, 2)``) the map is duration-aware and the trials should cover the lengths
+    that will be scored (clips and whole recordings). Thresholds: ``"eer"`` (the EER point of the
+    development llrs), ``far_key(f)`` for each ``f`` in ``fars``, and ``"bayes"``, where the llr
+    reaches ``-logit(p_target)``; each is stored on the llr and as a score at ``ref_seconds``.
+    ``groups`` (one label per trial, e.g. clips and whole recordings) weigh the same in the fit
+    and in the thresholds: the EER point balances their averaged error rates, and a target
+    false-acceptance rate holds in every group.
     """
     if not 0 < p_target < 1:
         raise ConfigError(f"p_target must be in (0, 1), got {p_target}.")
     s, y = _scores_labels(scores, labels)
-    a, b = _fit_affine(s, y, p_target)
+    groups = np.zeros(len(s), int) if groups is None else np.asarray(groups)
+    if groups.shape != s.shape:
+        raise TrialsError(f"{len(s)} scores but {groups.size} group labels; pass one per trial.")
+    if durations is None:
+        coef, b = _fit_logistic(s[:, None], y, p_target, groups)
+        a, terms = float(coef[0]), None
+    else:
+        a, b, terms = _duration_fit(s, y, durations, ref_seconds, p_target, groups)
     if a <= 0:
         raise TrialsError(
             f"calibration slope is {a:.3g} <= 0: target trials do not score higher than non-target ones; "
             "check the trial labels and the embeddings."
         )
-    rate, t_eer = eer(s, y)
-    thresholds = {"eer": t_eer}
-    for f in fars:
-        thresholds[far_key(f)] = threshold_at_far(s, y, f)
-    thresholds["bayes"] = (-_logit(p_target) - b) / a
+    plain = Calibration(a, b, p_target, duration=terms)
+    llr = plain.llr(s, durations)
+    names = np.unique(groups)
+    at_far = {far_key(f): max(threshold_at_far(llr[groups == g], y[groups == g], f) for g in names) for f in fars}
+    eer_llr = eer(llr, y)[1] if len(names) == 1 else _balanced_eer_threshold(llr, y, groups)
+    llr_thresholds = {"eer": eer_llr, **at_far, "bayes": -logit(p_target)}
+    reference = None if terms is None else (ref_seconds, ref_seconds)
+    if terms is None:
+        # The affine map is monotonic, so thresholds on the llr map back to the score exactly.
+        thresholds = {k: (v - b) / a for k, v in llr_thresholds.items()}
+        if len(names) == 1:
+            thresholds.update({"eer": eer(s, y)[1], **{far_key(f): threshold_at_far(s, y, f) for f in fars}})
+    else:
+        with_llr = Calibration(a, b, p_target, duration=terms, llr_thresholds=llr_thresholds)
+        thresholds = {k: with_llr.threshold(k, reference) for k in llr_thresholds}
     fitted_on = {
         "n_trials": int(len(s)),
         "n_target": int(y.sum()),
         "n_nontarget": int((~y).sum()),
-        "eer": rate,
-        "cllr": cllr(a * s + b, y),
+        "eer": eer(s, y)[0],
+        "cllr": cllr(llr, y),
         "min_cllr": min_cllr(s, y),
     }
-    return Calibration(a, b, p_target, thresholds, fitted_on)
+    if terms is not None:
+        fitted_on["seconds_range"] = [float(np.min(durations)), float(np.max(durations))]
+    return Calibration(a, b, p_target, thresholds, fitted_on, terms, llr_thresholds if terms is not None else {})
 
 
 def store_calibration(artifact_path: str | os.PathLike, calibration: Calibration) -> Path:

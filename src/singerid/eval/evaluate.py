@@ -32,10 +32,10 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import CheckpointError, DatasetError, TrialsError
+from ..errors import DatasetError, TrialsError
 from ..records import Segment
 from .cache import embed_cached
-from .calibration import as_norm_trials, fit_calibration, store_calibration
+from .calibration import as_norm_trials
 from .metrics import eer
 from .system_metrics import MetricInputs, MetricSettings, system_metrics
 from .trials import (
@@ -312,27 +312,3 @@ def exclusion_groups(segments: Sequence[Segment], condition: str) -> np.ndarray 
         return np.array([s.path for s in segments])
     return None
 
-
-# ---------------------------------------------------------------------------------------------
-# Calibration
-
-
-def calibrate_model(model_path: str | os.PathLike, evaluation: Evaluation, system: str = "model") -> dict:
-    """Fit a score calibration on ``system``'s cosine trial scores and store it in the artefact.
-
-    The evaluated trial list acts as the development list (:func:`singerid.eval.calibration.fit_calibration`:
-    an affine score-to-llr map plus thresholds at the EER, at 1 % false acceptance and at the
-    Bayes decision point); ``SingerEncoder.verify`` then uses the stored ``"eer"`` threshold.
-    Returns the calibration as stored.
-    """
-    if system not in evaluation["systems"]:
-        raise CheckpointError(
-            f"cannot calibrate {model_path}: no system named {system!r} was evaluated "
-            f"(evaluated: {', '.join(evaluation['systems'])})."
-        )
-    arrays = evaluation.arrays.systems[system]
-    fit = fit_calibration(arrays.cosine, arrays.labels)
-    protocol = evaluation["protocol"]
-    fit.fitted_on.update({k: protocol[k] for k in ("condition", "trials", "n_segments", "n_singers", "seed")})
-    store_calibration(model_path, fit)
-    return fit.to_dict()

@@ -13,9 +13,10 @@ from typing import Sequence
 from ..audio import WINDOW_SECONDS
 from ..errors import ConfigError
 from ..fileio import write_text
+from ..model.calibration import Calibration
 from ..records import Segment
-from .evaluate import Evaluation, calibrate_model, evaluate
-from .report import markdown_table, write_report
+from .evaluate import Evaluation, evaluate
+from .report import decisions_markdown, markdown_table, write_report
 from .trials import write_trials
 
 
@@ -40,7 +41,11 @@ class EvaluationSettings:
     invariance: Sequence[str] | None = None
     """Invariance probe transforms to run on every system (empty: all of them; ``None``: none)."""
     calibrate: str | os.PathLike | None = None
-    """A model artefact in which to store a calibration fitted on the first system's trial scores."""
+    """A model artefact in which to store a calibration fitted on the first system's clip and
+    whole-recording trials (these segments then act as development data)."""
+    decisions: Calibration | None = None
+    """A calibration whose decisions to measure on the first system (false-accept / false-reject
+    rates at its thresholds, for clips and for whole recordings)."""
 
 
 @dataclass
@@ -54,6 +59,7 @@ class EvaluationRun:
     invariance: list[dict] | None = None
     calibration: dict | None = None
     calibrated: Path | None = None
+    decisions: dict | None = None
     written: list[Path] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -73,7 +79,12 @@ class EvaluationRun:
 
             lines.append(invariance_markdown(self.invariance))
         if self.calibration is not None:
-            lines.append(f"stored calibration in {self.calibrated}: EER threshold {self.calibration['thresholds']['eer']:.4f}")
+            lines.append(
+                f"stored calibration in {self.calibrated}: EER threshold {self.calibration['thresholds']['eer']:.4f} "
+                "for 4 s clips, moving with the lengths scored"
+            )
+        if self.decisions is not None:
+            lines.append(decisions_markdown(self.decisions))
         lines.append(f"wrote {', '.join(str(p) for p in self.written)} and plots to {self.out}")
         if self.trials_file is not None:
             lines.append(f"trial list: {self.trials_file}")
@@ -106,6 +117,8 @@ def run_evaluation(
     )  # fmt: skip
     evaluation.update(extra_results or {})
     result = EvaluationRun(evaluation=evaluation, out=out, report=out / "report.md")
+    if s.calibrate is not None or s.decisions is not None:
+        _decide(result, systems[0], segments, s, out)
     if s.trials is None:
         result.trials_file = write_trials(out / "trials.txt", evaluation.arrays.trials)
     result.report = write_report(out, evaluation, training_log=s.training_log, map_method=s.map_method, seed=s.seed)
@@ -120,10 +133,35 @@ def run_evaluation(
         write_text(out / "invariance.md", "# Invariance probes\n\n" + table + "\n")
         write_text(out / "invariance.json", json.dumps(result.invariance, indent=2) + "\n")
         result.written += [out / "invariance.md", out / "invariance.json"]
-    if s.calibrate is not None:
-        result.calibration = calibrate_model(s.calibrate, evaluation, systems[0].name)
-        result.calibrated = Path(s.calibrate)
     return result
+
+
+def _decide(result: EvaluationRun, system, segments: Sequence[Segment], s: EvaluationSettings, out: Path) -> None:
+    """Fit and store a calibration (``s.calibrate``) or take ``s.decisions``, then measure the
+    decisions it gives on clip and whole-recording trials of ``segments``."""
+    from .calibrate import fit_for_lengths, operating_points, scored_trials
+    from .calibration import store_calibration
+
+    trials = scored_trials(
+        system, segments, condition=s.condition, n_target=s.n_target, n_nontarget=s.n_nontarget, seed=s.seed,
+        cache_dir=s.cache_dir if s.cache_dir is not None else out / "cache",
+    )  # fmt: skip
+    if s.calibrate is not None:
+        calibration = fit_for_lengths(trials)
+        protocol = result.evaluation["protocol"]
+        calibration.fitted_on.update({k: protocol[k] for k in ("condition", "n_singers", "seed")})
+        store_calibration(s.calibrate, calibration)
+        result.calibration, result.calibrated = calibration.to_dict(), Path(s.calibrate)
+        source = "fitted on these recordings"
+    else:
+        calibration, source = s.decisions, "the model's stored calibration"
+    result.decisions = {
+        "system": system.name,
+        "calibration": source,
+        "threshold_4s": calibration.threshold("eer", (4.0, 4.0)),
+        "points": operating_points(calibration, trials),
+    }
+    result.evaluation["decisions"] = result.decisions
 
 
 def evaluation_segments(

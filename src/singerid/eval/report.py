@@ -88,6 +88,24 @@ def markdown_table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def decisions_markdown(decisions: dict) -> str:
+    """A table of the error rates at the calibrated EER threshold, for clips and whole recordings."""
+    lines = [
+        f"Decisions of {decisions['system']} at the calibrated EER threshold ({decisions['calibration']}; "
+        f"{decisions['threshold_4s']:.4f} for two 4 s clips):",
+        "",
+        "| Trials | n | median length s | threshold range | EER % | false accept % | false reject % |",
+        "|---|---:|---:|---|---:|---:|---:|",
+    ]
+    for kind, p in decisions["points"].items():
+        lo, hi = p["threshold_range"]
+        lines.append(
+            f"| {kind} | {p['trials']} | {p['median_seconds']:.1f} | {lo:.4f}–{hi:.4f} | {100 * p['eer']:.1f} "
+            f"| {100 * p['false_accept']:.1f} | {100 * p['false_reject']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _markdown(results: dict, plots: Sequence[tuple[str, str]]) -> str:
     p = results["protocol"]
     parts = [
@@ -104,6 +122,8 @@ def _markdown(results: dict, plots: Sequence[tuple[str, str]]) -> str:
         "## Further metrics\n",
         _further_table(results),
     ]
+    if results.get("decisions"):
+        parts += ["## Decisions at the calibrated threshold\n", decisions_markdown(results["decisions"])]
     for title, name in plots:
         parts.append(f"## {title}\n\n![{title}]({name})\n")
     notes = list(results.get("warnings", [])) + [
