@@ -25,6 +25,14 @@ def test_quick_demo_learns_and_resumes(tmp_path, capsys):
     for name in ("report.md", "det.png", "scores.png", "map.png", "train/model/config.json"):
         assert (run / name).is_file(), name
     assert "learned" in capsys.readouterr().out
+    # The model leaves calibrated on development songs, and the report gives its error rates per length.
+    from singerid.model.artifact import load_artifact
+
+    calibration = load_artifact(run / "train" / "model").calibration
+    assert calibration["duration"]["hi"] > 0 and "development" in calibration["fitted_on"]["data"]
+    points = results["decisions"]["points"]
+    assert set(points) == {"clips", "recordings"} and all(0 <= p["false_accept"] <= 1 for p in points.values())
+    assert "## Decisions at the calibrated threshold" in (run / "report.md").read_text()
     # Training singers and evaluation singers are disjoint.
     train = {p.name for p in (tmp_path / "corpus" / "seed0" / "train").iterdir() if p.is_dir()}
     held = {p.name for p in (tmp_path / "corpus" / "seed0" / "eval").iterdir() if p.is_dir()}

@@ -122,6 +122,10 @@ def test_same_arguments_give_identical_bytes_and_first_singers_match(corpus, tmp
     generate_corpus(tmp_path / "later", 1, 1, SECONDS, seed=SEED, first_singer=8, progress=False)
     for out, name in ((tmp_path / "small", "singer000"), (tmp_path / "small", "singer001"), (tmp_path / "later", "singer008")):
         assert (out / name / "song00.wav").read_bytes() == (corpus / name / "song00.wav").read_bytes()
+    # And so does starting at a later song (how the demo adds development songs of its training singers).
+    generate_corpus(tmp_path / "song1", 1, 1, SECONDS, seed=SEED, first_singer=3, first_song=1, progress=False)
+    assert not (tmp_path / "song1" / "singer003" / "song00.wav").exists()
+    assert (tmp_path / "song1" / "singer003" / "song01.wav").read_bytes() == (corpus / "singer003" / "song01.wav").read_bytes()
     big = {r["path"]: r for r in _read_csv(corpus / "metadata.csv")}
     for r in _read_csv(tmp_path / "small" / "metadata.csv"):
         assert r == big[r["path"]]

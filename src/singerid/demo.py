@@ -1,9 +1,12 @@
 """The main job: learn singer identity from scratch on the built-in corpus, and prove it.
 
-1. Generate the synthetic corpus (seeded): training singers disjoint from evaluation singers.
+1. Generate the synthetic corpus (seeded): training singers disjoint from evaluation singers,
+   plus development songs of the training singers that training never sees.
 2. Train a self-supervised encoder (positives: two crops of the same song; no singer labels).
-3. Evaluate on the held-out singers with cross-song trials against random weights, MFCC and F0.
-4. Write ``runs/demo/<timestamp>/`` (artefact, results.json, report.md, plots) and print the table.
+3. Calibrate its decisions on the development songs (clips and whole songs), stored in the model.
+4. Evaluate on the held-out singers with cross-song trials against random weights, MFCC and F0,
+   with the false-accept / false-reject rates of the calibrated threshold for clips and songs.
+5. Write ``runs/demo/<timestamp>/`` (artefact, results.json, report.md, plots) and print the table.
 
 An interrupted demo resumes: re-running with the same settings continues the unfinished run.
 """
@@ -24,7 +27,7 @@ import numpy as np
 
 from .audio import WINDOW_SECONDS
 from .configio import to_dict
-from .errors import DatasetError
+from .errors import DatasetError, TrialsError
 from .fileio import write_text
 from .records import Recording
 
@@ -52,6 +55,8 @@ class DemoSettings:
     condition: str = "cross-song"
     bank_variants: int = 2
     checkpoint_every: int = 100
+    dev_songs: int = 2
+    """Further songs of each training singer, never trained on, that calibrate the model's thresholds."""
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(to_dict(self), sort_keys=True).encode()).hexdigest()[:12]
@@ -105,7 +110,7 @@ class StageClock:
             self.worked_actual += actual
 
 
-def _corpus(root: Path, s: DemoSettings, progress: bool) -> tuple[list[Recording], list[Recording]]:
+def _corpus(root: Path, s: DemoSettings, progress: bool) -> tuple[list[Recording], list[Recording], list[Recording]]:
     from .data.datasets import load_manifest
     from .data.synth import generate_corpus
 
@@ -118,7 +123,12 @@ def _corpus(root: Path, s: DemoSettings, progress: bool) -> tuple[list[Recording
         root / "eval", s.eval_singers, s.eval_songs, s.eval_song_seconds, seed=s.seed,
         first_singer=s.train_singers, n_jobs=jobs, progress=progress,
     )
-    return load_manifest(train), load_manifest(held_out)
+    # Development songs: the training singers' songs after those trained on.
+    dev = generate_corpus(
+        root / "dev", s.train_singers, s.dev_songs, s.eval_song_seconds, seed=s.seed,
+        first_song=s.train_songs, n_jobs=jobs, progress=progress,
+    )
+    return load_manifest(train), load_manifest(held_out), load_manifest(dev)
 
 
 def split_singers(recordings: Sequence[Recording], eval_fraction: float, seed: int) -> tuple[list[Recording], list[Recording]]:
@@ -161,7 +171,36 @@ def _train(run: Path, s: DemoSettings, train_files: list[Recording], progress: b
     return train(cfg, train_files, run / "train", resume=resume, progress=progress).artifact
 
 
-def _evaluate(run: Path, s: DemoSettings, eval_files: list[Recording], model: Path, progress: bool):
+def _calibrate(run: Path, s: DemoSettings, dev_files: list[Recording], model: Path, progress: bool):
+    """Fit the model's duration-aware calibration on the development recordings (never the
+    evaluation singers) and store it in the artefact; a resumed run reuses the stored one."""
+    from .data.datasets import segment_recordings
+    from .eval.baselines.systems import make_system
+    from .eval.calibrate import fit_for_lengths, scored_trials
+    from .eval.calibration import store_calibration
+    from .model.artifact import load_artifact
+    from .model.calibration import Calibration
+
+    stored = load_artifact(model).calibration
+    if stored.get("logistic"):
+        return Calibration.from_dict(stored)
+    segments = segment_recordings(dev_files, seconds=WINDOW_SECONDS, progress=progress).segments
+    system = make_system(f"learned=model:{model}")
+    try:
+        trials = scored_trials(system, segments, condition=s.condition, seed=s.seed, cache_dir=run / "cache", progress=progress)
+        calibration = fit_for_lengths(trials)
+    except TrialsError as exc:
+        print(f"warning: the model could not be calibrated ({exc}); verify and identify will need --threshold", flush=True)
+        return None
+    calibration.fitted_on.update({
+        "data": "development recordings of singers never evaluated", "condition": s.condition,
+        "n_singers": len({r.singer for r in dev_files}), "seed": s.seed,
+    })  # fmt: skip
+    store_calibration(model, calibration)
+    return calibration
+
+
+def _evaluate(run: Path, s: DemoSettings, eval_files: list[Recording], model: Path, calibration, progress: bool):
     from .data.datasets import segment_recordings
     from .eval.baselines.systems import make_system
     from .eval.pipeline import EvaluationSettings, run_evaluation
@@ -174,7 +213,8 @@ def _evaluate(run: Path, s: DemoSettings, eval_files: list[Recording], model: Pa
         make_system("f0"),
     ]
     settings = EvaluationSettings(
-        condition=s.condition, seed=s.seed, n_boot=500, training_log=run / "train" / "logs" / "metrics.csv"
+        condition=s.condition, seed=s.seed, n_boot=500, training_log=run / "train" / "logs" / "metrics.csv",
+        decisions=calibration,
     )
     extra = {"demo": {"settings": to_dict(s), "seed": s.seed}}
     return run_evaluation(systems, segments, run, settings, progress=progress, extra_results=extra).evaluation
@@ -204,23 +244,30 @@ def run_demo(
     print(f"singerid demo: {settings.method} on {settings.backbone}; seed(s) {settings.seed}..{settings.seed + seeds - 1}; output {run}", flush=True)
     all_results = []
     # Minutes on a 2-core CPU (measured): corpus and pitch banks 1.5, one training step a second, evaluation 1.
-    clock = StageClock({"corpus": 1.5, "training": settings.max_steps / 60.0, "evaluation": 1.0}, rounds=seeds)
+    clock = StageClock(
+        {"corpus": 1.5, "training": settings.max_steps / 60.0, "calibration": 0.3, "evaluation": 1.0}, rounds=seeds
+    )
     for k in range(seeds):
         s = dataclasses.replace(settings, seed=settings.seed + k)
         sub = run if seeds == 1 else run / f"seed{s.seed}"
         clock.begin("corpus", k)
         if data is None:
-            train_files, eval_files = _corpus(root / "corpus" / f"seed{s.seed}", s, progress)
+            train_files, eval_files, dev_files = _corpus(root / "corpus" / f"seed{s.seed}", s, progress)
         else:
             from .data.datasets import discover
 
             train_files, eval_files = split_singers(discover(data), 0.25, s.seed)
+            # Singers held out of training to calibrate on: neither trained on nor evaluated.
+            train_files, dev_files = split_singers(train_files, 0.2, s.seed + 1)
         clock.end("corpus")
         clock.begin("training", k)
         model = _train(sub, s, train_files, progress)
         clock.end("training")
+        clock.begin("calibration", k)
+        calibration = _calibrate(sub, s, dev_files, model, progress)
+        clock.end("calibration")
         clock.begin("evaluation", k)
-        results = _evaluate(sub, s, eval_files, model, progress)
+        results = _evaluate(sub, s, eval_files, model, calibration, progress)
         clock.end("evaluation")
         all_results.append(results)
         print(markdown_table(results), flush=True)

@@ -96,11 +96,13 @@ def generate_corpus(
     first_singer: int = 0,
     n_jobs: int = 1,
     progress: bool = True,
+    first_song: int = 0,
 ) -> Path:
     """Write ``out_dir/<singer>/<song>.wav`` (16-bit mono 44.1 kHz), ``metadata.csv`` and ``sections.csv``.
 
-    Singers ``first_singer .. first_singer + n_singers - 1`` with ``n_songs`` songs each;
-    ``metadata.csv`` lists exactly these songs. Songs already on disk whose row in an
+    Singers ``first_singer .. first_singer + n_singers - 1`` with songs ``first_song ..
+    first_song + n_songs - 1`` each (a singer's song ``j`` is the same whatever else is
+    generated); ``metadata.csv`` lists exactly these songs. Songs already on disk whose row in an
     existing ``metadata.csv`` matches are kept, so a re-run with the same arguments is
     cheap, and an interrupted run resumes where it stopped. ``n_jobs`` worker processes
     render songs in parallel (the files do not depend on it). Returns ``metadata.csv``'s path.
@@ -109,8 +111,10 @@ def generate_corpus(
 
     if n_singers < 1 or n_songs < 1:
         raise ConfigError(f"need at least one singer and one song, got {n_singers} singers x {n_songs} songs.")
-    if first_singer < 0 or n_jobs < 1:
-        raise ConfigError(f"first_singer must be >= 0 and n_jobs >= 1 (got {first_singer}, {n_jobs}).")
+    if first_singer < 0 or first_song < 0 or n_jobs < 1:
+        raise ConfigError(
+            f"first_singer and first_song must be >= 0 and n_jobs >= 1 (got {first_singer}, {first_song}, {n_jobs})."
+        )
     if not song_seconds >= 1.0:
         raise ConfigError(f"song_seconds must be at least 1 s, got {song_seconds}.")
     out = Path(out_dir)
@@ -123,7 +127,7 @@ def generate_corpus(
     todo = []
     for i in range(first_singer, first_singer + n_singers):
         singer = sample_singer(seed, i)
-        for j in range(n_songs):
+        for j in range(first_song, first_song + n_songs):
             rng = _song_rng(singer, seed, j)
             song = _draw_song(rng, j, song_seconds)
             row = _song_row(singer, song, seed)
