@@ -29,7 +29,7 @@ def test_quick_demo_learns_and_resumes(tmp_path, capsys):
     from singerid.model.artifact import load_artifact
 
     calibration = load_artifact(run / "train" / "model").calibration
-    assert calibration["duration"]["hi"] > 0 and "development" in calibration["fitted_on"]["data"]
+    assert calibration["duration"]["hi"] > 0 and "never trained on" in calibration["fitted_on"]["data"]
     points = results["decisions"]["points"]
     assert set(points) == {"clips", "recordings"} and all(0 <= p["false_accept"] <= 1 for p in points.values())
     assert "## Decisions at the calibrated threshold" in (run / "report.md").read_text()

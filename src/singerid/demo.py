@@ -171,7 +171,7 @@ def _train(run: Path, s: DemoSettings, train_files: list[Recording], progress: b
     return train(cfg, train_files, run / "train", resume=resume, progress=progress).artifact
 
 
-def _calibrate(run: Path, s: DemoSettings, dev_files: list[Recording], model: Path, progress: bool):
+def _calibrate(run: Path, s: DemoSettings, dev_files: list[Recording], model: Path, what: str, progress: bool):
     """Fit the model's duration-aware calibration on the development recordings (never the
     evaluation singers) and store it in the artefact; a resumed run reuses the stored one."""
     from .data.datasets import segment_recordings
@@ -193,7 +193,7 @@ def _calibrate(run: Path, s: DemoSettings, dev_files: list[Recording], model: Pa
         print(f"warning: the model could not be calibrated ({exc}); verify and identify will need --threshold", flush=True)
         return None
     calibration.fitted_on.update({
-        "data": "development recordings of singers never evaluated", "condition": s.condition,
+        "data": what, "condition": s.condition,
         "n_singers": len({r.singer for r in dev_files}), "seed": s.seed,
     })  # fmt: skip
     store_calibration(model, calibration)
@@ -253,18 +253,20 @@ def run_demo(
         clock.begin("corpus", k)
         if data is None:
             train_files, eval_files, dev_files = _corpus(root / "corpus" / f"seed{s.seed}", s, progress)
+            dev_what = "development songs of the training singers, never trained on"
         else:
             from .data.datasets import discover
 
             train_files, eval_files = split_singers(discover(data), 0.25, s.seed)
             # Singers held out of training to calibrate on: neither trained on nor evaluated.
             train_files, dev_files = split_singers(train_files, 0.2, s.seed + 1)
+            dev_what = "development singers held out of training and evaluation"
         clock.end("corpus")
         clock.begin("training", k)
         model = _train(sub, s, train_files, progress)
         clock.end("training")
         clock.begin("calibration", k)
-        calibration = _calibrate(sub, s, dev_files, model, progress)
+        calibration = _calibrate(sub, s, dev_files, model, dev_what, progress)
         clock.end("calibration")
         clock.begin("evaluation", k)
         results = _evaluate(sub, s, eval_files, model, calibration, progress)

@@ -65,9 +65,8 @@ def scored_trials(
     out = {}
     for kind, segs in (("clips", list(segments)), ("recordings", whole_recordings(segments))):
         with warnings.catch_warnings():
-            if kind == "recordings":
-                # A singer has few whole recordings: all their pairs are used, by design.
-                warnings.simplefilter("ignore", TrialsShortfallWarning)
+            # Development singers have few songs: all their pairs are used, and the counts are reported.
+            warnings.simplefilter("ignore", TrialsShortfallWarning)
             trials = make_trials(segs, n_target=n_target, n_nontarget=n_nontarget, condition=condition, seed=seed)
         if not trials:
             raise TrialsError(f"no {condition} trials between {kind}: calibration needs singers with several songs.")
