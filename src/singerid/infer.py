@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable, Sequence, Union
 
 import numpy as np
@@ -30,6 +29,7 @@ from .audio import (
 from .errors import AudioError, ConfigError
 from .model.artifact import Artifact, load_artifact
 from .model.backbones import CPU_PIECES, fused_for_inference
+from .model.hub import resolve_model
 from .vectors import l2_normalize
 
 AudioLike = Union[np.ndarray, torch.Tensor]
@@ -292,8 +292,10 @@ def load_model(
     dtype: torch.dtype = torch.float32,
     **options,
 ) -> SingerEncoder:
-    """Load a model artefact (folder or ``.pt`` file) as a :class:`SingerEncoder`.
+    """Load a model as a :class:`SingerEncoder`: a local artefact (folder or ``.pt`` file), a known
+    name such as ``"byol"`` (the authors' released models, fetched once and cached), or
+    ``"hf:OWNER/REPO[/SUBFOLDER][@REVISION]"`` (see :mod:`singerid.model.hub`).
 
     ``options`` are :class:`SingerEncoder`'s window/hop/min_seconds/short settings.
     """
-    return SingerEncoder(load_artifact(Path(path)), device=device, dtype=dtype, **options)
+    return SingerEncoder(load_artifact(resolve_model(path)), device=device, dtype=dtype, **options)

@@ -151,9 +151,10 @@ def _random_config(target: str):
 
     from ...model.artifact import load_artifact
     from ...model.backbones import EncoderConfig
+    from ...model.hub import ALIASES, KNOWN_MODELS, resolve_model
 
-    if Path(target).exists():
-        config = load_artifact(target).config
+    if Path(target).exists() or ALIASES.get(target, target) in KNOWN_MODELS or target.startswith("hf:"):
+        config = load_artifact(resolve_model(target)).config
     else:
         try:
             config = EncoderConfig(backbone=target)
