@@ -242,3 +242,22 @@ def test_two_processes_loading_at_once_share_one_conversion(hub, tmp_path):
     cache = next((tmp_path / "singerid" / "models").rglob("ref.json")).parent
     assert len([p for p in cache.iterdir() if p.is_dir()]) == 1
     assert sum(method == "GET" and path.endswith("model.pt") for method, path in hub.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "spec, repo, folders, revision",
+    [
+        ("byol", OFFICIAL_REPO, ("byol",), "main"),
+        ("unif-align", OFFICIAL_REPO, ("unif-align", "uniformity"), "main"),
+        ("hf:a/b", "a/b", ("",), "main"),
+        ("hf:a/b/c/d@v2", "a/b", ("c/d",), "v2"),
+    ],
+)
+def test_specs_parse_to_their_hub_source(spec, repo, folders, revision):
+    source = parse_model_spec(spec)
+    assert (source.repo, source.folders, source.revision) == (repo, folders, revision)
+
+
+@pytest.mark.parametrize("spec", ["hf:onlyowner", "hf:a/b@"])
+def test_malformed_hf_specs_are_refused(spec):
+    assert "hf:OWNER/REPO[/SUBFOLDER][@REVISION]" in _one_line_error(parse_model_spec, spec)

@@ -144,14 +144,21 @@ def _cached(source: HubSource) -> tuple[Path | None, str]:
     if not ref_file.is_file():
         return None, ""
     try:
-        ref = json.loads(ref_file.read_text(encoding="utf-8"))
-        path = source.cache_dir / ref["artifact"]
-        meta = json.loads((path / "config.json").read_text(encoding="utf-8"))
-        if _sha256(path / "weights.pt") != meta["weights_sha256"]:
-            return None, f"{path / 'weights.pt'} no longer matches its recorded hash"
+        path = source.cache_dir / json.loads(ref_file.read_text(encoding="utf-8"))["artifact"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return None, f"{ref_file}: cached copy is incomplete ({type(exc).__name__})"
+    if not _intact(path):
+        return None, f"{path / 'weights.pt'} no longer matches its recorded hash"
     return path, ""
+
+
+def _intact(artifact: Path) -> bool:
+    """Whether a cached artefact folder is whole: its weights hash to what its config records."""
+    try:
+        meta = json.loads((artifact / "config.json").read_text(encoding="utf-8"))
+        return _sha256(artifact / "weights.pt") == meta["weights_sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _sha256(path: Path) -> str:
@@ -329,6 +336,8 @@ def _convert(source: HubSource, folder: str, files: dict[str, Path]) -> Path:
         "layout": "official" if "model.pt" in files else "singerid",
     }
     out = source.cache_dir / key
+    if _intact(out):  # the same files were converted before (e.g. a refresh that found no change)
+        return _write_ref(source, key, provenance)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=source.cache_dir))
     try:
         art_dir = tmp / "artifact"
@@ -350,9 +359,14 @@ def _convert(source: HubSource, folder: str, files: dict[str, Path]) -> Path:
         os.replace(art_dir, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return _write_ref(source, key, provenance)
+
+
+def _write_ref(source: HubSource, key: str, provenance: dict) -> Path:
+    """Point ``ref.json`` at the artefact ``key`` (written last: a reader sees the old or the new, whole)."""
     ref = {"spec": source.spec, "artifact": key, **{k: provenance[k] for k in ("repo", "folder", "revision", "commit")}}
     write_text(source.cache_dir / REF_FILE, json.dumps(ref, indent=2) + "\n")
-    return out
+    return source.cache_dir / key
 
 
 def _commit_of(files: dict[str, Path]) -> str | None:
