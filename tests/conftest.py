@@ -47,3 +47,21 @@ def model_dir(tmp_path_factory):
     torch.manual_seed(0)
     cfg = EncoderConfig(backbone="cpu_small", embedding_dim=32)
     return save_artifact(tmp_path_factory.mktemp("model") / "model", build_encoder(cfg).eval(), cfg)
+
+
+def official_state_dict(seed: int = 0) -> dict:
+    """A state dict in the authors' layout, from a seeded random torchvision EfficientNet-B0."""
+    import torch
+    from torchvision.models import efficientnet_b0
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = efficientnet_b0(weights=None, num_classes=1000)
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+        state = {f"encoder.net.2.{k}": v.clone() for k, v in net.state_dict().items()}
+        state["feature_extractor.spec_layer.mel_basis"] = torch.rand(128, 1025)
+        state["feature_extractor.spec_layer.window_mask"] = torch.rand(2048)
+    return state

@@ -36,7 +36,7 @@ def test_model_attributes(model):
 
 
 def test_empty_path_is_an_error():
-    with pytest.raises(CheckpointError, match="no built-in weights"):
+    with pytest.raises(CheckpointError, match="pass a model: a known name"):
         hear.load_model("")
 
 

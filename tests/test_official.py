@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import official_state_dict
 
 from singerid.cli import main
 from singerid.errors import CheckpointError
@@ -34,19 +35,7 @@ pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
 
 @pytest.fixture(scope="module")
 def source():
-    """A state dict in the authors' layout, from a seeded random torchvision EfficientNet-B0."""
-    from torchvision.models import efficientnet_b0
-
-    torch.manual_seed(0)
-    net = efficientnet_b0(weights=None, num_classes=1000)
-    for module in net.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.1, 0.1)
-            module.running_var.uniform_(0.5, 1.5)
-    state = {f"encoder.net.2.{k}": v.clone() for k, v in net.state_dict().items()}
-    state["feature_extractor.spec_layer.mel_basis"] = torch.rand(128, 1025)
-    state["feature_extractor.spec_layer.window_mask"] = torch.rand(2048)
-    return state
+    return official_state_dict(seed=0)
 
 
 def _folder(path, state, hparams=HPARAMS):

@@ -33,6 +33,7 @@ _LAZY = {
     "load_config": "training",
     "TrainConfig": "training",
     "evaluate": "eval.evaluate",
+    "similarity": "eval.similarity",
     "make_system": "eval.baselines.systems",
     "discover": "data.datasets",
     "segment_recordings": "data.datasets",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable, Sequence, Union
 
 import numpy as np
@@ -31,6 +30,7 @@ from .errors import AudioError, ConfigError
 from .model.artifact import Artifact, load_artifact
 from .model.backbones import CPU_PIECES, fused_for_inference
 from .model.calibration import Calibration
+from .model.hub import resolve_model
 from .profiles import UNKNOWN, Gallery, Match, SingerProfile
 from .quality import Quality, assess
 from .vectors import l2_normalize
@@ -319,7 +319,9 @@ class SingerEncoder:
         except ConfigError as exc:
             raise ConfigError(f"{self.artifact.path}: {exc}") from exc
 
-    def _decision_threshold(self, threshold: float | None, seconds: tuple[float, float]) -> tuple[float | None, str]:
+    def decision_threshold(self, threshold: float | None, seconds: tuple[float, float]) -> tuple[float | None, str]:
+        """The threshold to decide with for two sides of ``seconds``, and where it comes from:
+        ``threshold`` when given, else the calibrated EER threshold, else ``(None, "none")``."""
         if threshold is not None:
             return float(threshold), "given"
         if self.calibration is None and "eer" not in self.artifact.calibration.get("thresholds", {}):
@@ -332,7 +334,7 @@ class SingerEncoder:
         ma, mb = self.measure(a, sample_rate), self.measure(b, sample_rate)
         s = float(np.dot(ma.embedding, mb.embedding))
         seconds = (ma.seconds, mb.seconds)
-        thr, source = self._decision_threshold(threshold, seconds)
+        thr, source = self.decision_threshold(threshold, seconds)
         cal = self.calibration
         probability = None if cal is None else float(cal.probability([s], [seconds])[0])
         same = None if thr is None else bool(s >= thr)
@@ -365,7 +367,7 @@ class SingerEncoder:
         if not open_set:
             return Identification(matches, matches[0].name, None, "closed set", query.seconds, query.quality)
         enrolled = gallery.profiles[matches[0].name].seconds or query.seconds
-        thr, source = self._decision_threshold(threshold, (query.seconds, enrolled))
+        thr, source = self.decision_threshold(threshold, (query.seconds, enrolled))
         if thr is None:
             raise ConfigError(
                 f"{self.artifact.path}: the model carries no calibration, so 'unknown' cannot be decided. Give a threshold "
@@ -405,8 +407,10 @@ def load_model(
     dtype: torch.dtype = torch.float32,
     **options,
 ) -> SingerEncoder:
-    """Load a model artefact (folder or ``.pt`` file) as a :class:`SingerEncoder`.
+    """Load a model as a :class:`SingerEncoder`: a local artefact (folder or ``.pt`` file), a known
+    name such as ``"byol"`` (the authors' released models, fetched once and cached), or
+    ``"hf:OWNER/REPO[/SUBFOLDER][@REVISION]"`` (see :mod:`singerid.model.hub`).
 
     ``options`` are :class:`SingerEncoder`'s window/hop/min_seconds/short settings.
     """
-    return SingerEncoder(load_artifact(Path(path)), device=device, dtype=dtype, **options)
+    return SingerEncoder(load_artifact(resolve_model(path)), device=device, dtype=dtype, **options)

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+MODEL_HELP = (
+    "model: a known name (byol, contrastive, contrastive-vc, uniformity, vicreg; see `singerid models`), "
+    "hf:OWNER/REPO[/SUBFOLDER][@REVISION], or a local artefact (folder with config.json + weights.pt, or a .pt file)"
+)
+
 
 def add_model_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="model artefact: a folder (config.json + weights.pt) or a .pt file")
+    parser.add_argument("--model", required=True, help=MODEL_HELP)
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..audio import WINDOW_SECONDS
+from ._common import MODEL_HELP
 from .prepare import add_layout_options, layout_options
 
 NAME = "evaluate"
@@ -19,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..eval.report import MAP_METHODS
     from ..eval.trials import CONDITIONS
 
-    parser.add_argument("--model", help="model artefact to evaluate (folder or .pt)")
+    parser.add_argument("--model", help=f"model to evaluate; {MODEL_HELP}")
     parser.add_argument(
         "--baseline", action="append", default=[], metavar="SPEC",
         help="system to compare, repeatable: mfcc, f0, random (the model's network, random weights), "
@@ -81,8 +83,9 @@ def stored_calibration(model: str):
     """The calibration the model artefact carries, or None."""
     from ..model.artifact import load_artifact
     from ..model.calibration import Calibration
+    from ..model.hub import resolve_model
 
-    stored = load_artifact(model).calibration
+    stored = load_artifact(resolve_model(model)).calibration
     return Calibration.from_dict(stored) if stored.get("logistic") else None
 
 
@@ -94,6 +97,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.calibrate and not args.model:
         raise ConfigError("--calibrate stores the calibration in the model artefact; pass --model.")
+    if args.calibrate and not Path(args.model).exists():
+        raise ConfigError(
+            f"--calibrate writes into the model artefact, and {args.model!r} is a cached hub model; "
+            f"copy the folder `singerid models info {args.model}` names and pass that copy as --model."
+        )
     specs = system_specs(args.model, args.baseline)
     if args.data is not None and args.layout is None:
         args.layout = "folder"

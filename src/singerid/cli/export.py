@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import MODEL_HELP
+
 NAME = "export"
 ORDER = 80
 HELP = "export a model to TorchScript or ONNX (waveform in, L2-normalised embedding out) and check it against PyTorch"
@@ -11,7 +13,7 @@ EXAMPLE = "singerid export --model runs/demo/latest/train/model --format onnx --
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="model artefact: a folder (config.json + weights.pt) or a .pt file")
+    parser.add_argument("--model", required=True, help=MODEL_HELP)
     parser.add_argument("--format", required=True, choices=("onnx", "torchscript"), help="output format")
     parser.add_argument("--out", required=True, help="output file, e.g. model.onnx or model.ts")
     parser.add_argument(

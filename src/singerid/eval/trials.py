@@ -15,6 +15,7 @@ and announced with a :class:`TrialsShortfallWarning`.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -322,7 +323,9 @@ def read_trials(path: str | os.PathLike) -> list[Trial]:
         if not parts:
             continue
         if fmt is None:
-            fmt = "kaldi" if len(parts) == 3 and parts[2] in _KALDI_LABELS else "voxceleb"
+            fmt = "kaldi" if len(parts) >= 3 and parts[-1] in _KALDI_LABELS else "voxceleb"
+        if len(parts) > 3:
+            parts = _split_spaced(line.strip(), fmt) or parts
         trial = _parse(parts, fmt)
         if trial is None:
             expected = "'enroll test target|nontarget'" if fmt == "kaldi" else "'1|0 enroll test'"
@@ -331,6 +334,19 @@ def read_trials(path: str | os.PathLike) -> list[Trial]:
     if not trials:
         raise TrialsError(f"{p}: trial list is empty; create one with `singerid trials`.")
     return trials
+
+
+_SEGMENT_ID = r"(\S.*?@\d+\.\d+)"
+_SPACED = {
+    "kaldi": re.compile(rf"^{_SEGMENT_ID}\s+{_SEGMENT_ID}\s+(target|nontarget)$"),
+    "voxceleb": re.compile(rf"^([01])\s+{_SEGMENT_ID}\s+{_SEGMENT_ID}$"),
+}
+
+
+def _split_spaced(line: str, fmt: str) -> list[str] | None:
+    """A line whose segment ids (``PATH@OFFSET``) hold spaces, split at the ids' ends."""
+    match = _SPACED[fmt].match(line)
+    return list(match.groups()) if match else None
 
 
 def _parse(parts: list[str], fmt: str) -> Trial | None:

@@ -38,6 +38,7 @@ from ..errors import AudioError, CheckpointError, ConfigError
 from ..fileio import atomic_path
 from ..model.artifact import Artifact, load_artifact
 from ..model.backbones import CPU_PIECES
+from ..model.hub import resolve_model
 from ..vectors import l2_normalize
 
 FORMATS = ("onnx", "torchscript")
@@ -79,7 +80,7 @@ class ExportResult:
 
 
 def _as_artifact(model: Artifact | str | os.PathLike) -> Artifact:
-    return model if isinstance(model, Artifact) else load_artifact(model)
+    return model if isinstance(model, Artifact) else load_artifact(resolve_model(model))
 
 
 def _check_format(format: str) -> str:

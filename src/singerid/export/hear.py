@@ -72,8 +72,8 @@ def load_model(model_file_path: str = "") -> HearModel:
     """Load a singerid model artefact (folder or ``.pt`` file) for the HEAR API."""
     if not model_file_path:
         raise CheckpointError(
-            "HEAR load_model: singerid has no built-in weights; pass the path of a model artefact "
-            "(train one with `singerid train` or convert the authors' with `singerid import-official`)."
+            "HEAR load_model: pass a model: a known name such as 'byol' (the authors' released models, "
+            "see `singerid models`), hf:OWNER/REPO, or the path of a model artefact."
         )
     return HearModel(load_encoder(os.fspath(model_file_path), short="pad", min_seconds=1.0))
 

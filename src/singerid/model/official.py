@@ -210,8 +210,11 @@ def map_official_state(
     return mapped, ignored
 
 
-def import_official(folder: str | os.PathLike, out: str | os.PathLike) -> OfficialImport:
-    """Convert a released model folder (``model.pt`` [+ ``hyperparams.yaml``]) into a singerid artefact at ``out``."""
+def import_official(folder: str | os.PathLike, out: str | os.PathLike, *, extra: dict | None = None) -> OfficialImport:
+    """Convert a released model folder (``model.pt`` [+ ``hyperparams.yaml``]) into a singerid artefact at ``out``.
+
+    ``extra`` adds provenance entries to the artefact's metadata (e.g. where the hub served it from).
+    """
     from .artifact import save_artifact
 
     folder = Path(folder)
@@ -236,7 +239,7 @@ def import_official(folder: str | os.PathLike, out: str | os.PathLike) -> Offici
     if ignored["projection heads"]:
         notes.append(f"ignored {ignored['projection heads']} projection-head tensor(s): embeddings are the encoder output h.")
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
-    extra = {
+    provenance = {
         "source": "official",
         "official": {
             "folder": str(folder.resolve()),
@@ -248,6 +251,7 @@ def import_official(folder: str | os.PathLike, out: str | os.PathLike) -> Offici
             },
             "ignored": ignored,
         },
+        **(extra or {}),
     }
-    path = save_artifact(out, net, config, extra=extra)
+    path = save_artifact(out, net, config, extra=provenance)
     return OfficialImport(path=Path(path), config=config, n_tensors=len(mapped), ignored=ignored, notes=notes)

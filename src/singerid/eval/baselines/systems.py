@@ -151,9 +151,14 @@ def _random_config(target: str):
 
     from ...model.artifact import load_artifact
     from ...model.backbones import EncoderConfig
+    from ...model.hub import HubSource, parse_model_spec, resolve_model
 
-    if Path(target).exists():
-        config = load_artifact(target).config
+    try:
+        hub_model = isinstance(parse_model_spec(target), HubSource)
+    except ConfigError:
+        hub_model = False
+    if hub_model or Path(target).exists():
+        config = load_artifact(resolve_model(target)).config
     else:
         try:
             config = EncoderConfig(backbone=target)
