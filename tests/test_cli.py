@@ -55,3 +55,18 @@ def test_readme_documents_every_command_with_its_example():
     for module in _load_commands():
         assert f"`{module.NAME}`" in readme, module.NAME
         assert module.EXAMPLE in readme, module.NAME
+
+
+def test_every_argument_and_option_of_every_command_has_help_text():
+    import argparse
+
+    from singerid.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [
+        f"{name} {' '.join(action.option_strings) or action.dest}"
+        for name, parser in sub.choices.items()
+        for action in parser._actions
+        if not isinstance(action, argparse._HelpAction) and not action.help
+    ]
+    assert not missing, f"arguments without help text: {missing}"

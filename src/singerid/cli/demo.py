@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: 550; 200 with --quick)")
     parser.add_argument("--data", default=None, help="your own folder-per-singer tree instead of the synthetic corpus")
     parser.add_argument("--out", default="runs/demo", help="where runs go (default: runs/demo)")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (for logs and CI)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_option(parser)
     add_window_options(parser)
     parser.add_argument("--out", required=True, help="output .npz (ids, embeddings, meta)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default: 32; lower it to save memory)")
     parser.add_argument("--workers", type=int, default=0, help="processes decoding audio (default: 0)")
     parser.add_argument("--shard-size", type=int, default=256, help="files per resumable shard (default: 256)")
     parser.add_argument("--skip-silence", action="store_true", help="ignore silent windows of long files")
