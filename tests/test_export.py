@@ -135,6 +135,16 @@ def test_bad_format_is_an_error(small, tmp_path, capsys):
         export_model(small, tmp_path / "m.onnx", "onnx", onnx_stft="wavelet")
 
 
+def test_the_output_name_must_not_say_another_format(small, tmp_path, capsys):
+    with pytest.raises(ConfigError, match=r"x.ts: a .ts file is torchscript, but the format asked is onnx; name it x.onnx"):
+        export_model(small, tmp_path / "x.ts", "onnx")
+    with pytest.raises(ConfigError, match=r"name it y.ts or ask for onnx"):
+        export_model(small, tmp_path / "y.onnx", "torchscript")
+    assert main(["export", "--model", str(small), "--format", "onnx", "--out", str(tmp_path / "x.ts")]) == 2
+    assert "name it x.onnx" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
 def test_cli_exports_and_reports_parity(small, tmp_path, capsys):
     out = tmp_path / "model.onnx"
     code = main([

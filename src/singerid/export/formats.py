@@ -42,6 +42,8 @@ from ..model.hub import resolve_model
 from ..vectors import l2_normalize
 
 FORMATS = ("onnx", "torchscript")
+EXTENSIONS = {"onnx": (".onnx",), "torchscript": (".ts", ".pt", ".pth", ".jit")}
+"""File name endings that say a format; an export must not end in another format's."""
 ONNX_STFT_BACKENDS = ("matmul", "onnx", "conv")
 """How an ONNX export computes the STFT: a factorised DFT as matrix products (default), the ONNX
 ``STFT`` operator, or a conv1d DFT."""
@@ -87,6 +89,16 @@ def _check_format(format: str) -> str:
     if format not in FORMATS:
         raise ConfigError(f"export format {format!r} is not supported; choose one of {', '.join(FORMATS)}.")
     return format
+
+
+def _check_extension(out: Path, format: str) -> None:
+    suffix = out.suffix.lower()
+    says = next((f for f, endings in EXTENSIONS.items() if suffix in endings), None)
+    if says is not None and says != format:
+        raise ConfigError(
+            f"{out}: a {suffix} file is {says}, but the format asked is {format}; "
+            f"name it {out.with_suffix(EXTENSIONS[format][0]).name} or ask for {says}."
+        )
 
 
 def export_metadata(artifact: Artifact, stft: str = "fft") -> dict:
@@ -168,6 +180,7 @@ def export_model(
     :class:`CheckpointError` and leaves ``out`` untouched.
     """
     _check_format(format)
+    _check_extension(Path(out), format)
     if onnx_stft not in ONNX_STFT_BACKENDS:
         raise ConfigError(f"onnx_stft={onnx_stft!r}: choose one of {', '.join(ONNX_STFT_BACKENDS)}.")
     stft = "fft" if format == "torchscript" else onnx_stft
