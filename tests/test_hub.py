@@ -16,10 +16,10 @@ from conftest import official_state_dict
 from hubserver import HubServer, go_offline, use_hub
 
 from singerid.cli import main
-from singerid.errors import SingerIdError
+from singerid.errors import CheckpointError, SingerIdError
 from singerid.export.formats import parity_inputs
 from singerid.infer import load_model
-from singerid.model.hub import OFFICIAL_REPO, parse_model_spec
+from singerid.model.hub import OFFICIAL_REPO, parse_model_spec, resolve_model
 from singerid.model.official import import_official
 
 HPARAMS = b"feature_extractor:\n  spec_layer: melspectogram\n  n_fft: 2048\n  hop_length: 512\nencoder:\n  backbone: efficientnet_b0\n  embedding_dim: 1000\n"
@@ -118,6 +118,15 @@ def test_an_existing_path_wins_over_a_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert parse_model_spec("byol") == tmp_path.joinpath("byol").relative_to(tmp_path)
     assert "not a singerid model folder" in _one_line_error(load_model, "byol")
+
+
+def test_an_audio_file_as_model_is_named_as_such(tmp_path, capsys):
+    wav = tmp_path / "song.wav"
+    wav.write_bytes(b"RIFF")
+    with pytest.raises(CheckpointError, match=r"song.wav: is an audio file, not a model"):
+        resolve_model(wav)
+    assert main(["verify", str(wav), str(wav), "--model", str(wav)]) == 2
+    assert "is an audio file, not a model" in capsys.readouterr().err
 
 
 def test_unknown_name_lists_the_known_names(capsys, tmp_path, clip):

@@ -28,6 +28,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..data.datasets import AUDIO_EXTENSIONS
 from ..errors import CheckpointError, ConfigError
 from ..fileio import write_text
 
@@ -128,6 +129,11 @@ def resolve_model(spec: str | os.PathLike, *, refresh: bool = False) -> Path:
     """
     target = parse_model_spec(spec)
     if isinstance(target, Path):
+        if target.is_file() and target.suffix.lower().lstrip(".") in AUDIO_EXTENSIONS:
+            raise CheckpointError(
+                f"{target}: is an audio file, not a model. Pass a model folder, a .pt artefact or a model name "
+                f"({', '.join(KNOWN_MODELS)}; see `singerid models`)."
+            )
         return target
     return fetch_model(target, refresh=refresh)
 
