@@ -29,3 +29,11 @@ class ConfigError(SingerIdError):
 
 class TrialsError(SingerIdError):
     """A trial list that cannot be built or does not match the data."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C after saving a checkpoint; ``checkpoint`` is where, resume from it."""
+
+    def __init__(self, message: str, checkpoint: str) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint

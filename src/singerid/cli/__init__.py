@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     except SingerIdError as exc:
         print(f"singerid {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"singerid {args.command}: interrupted; re-run the same command to resume.", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"singerid {args.command}: interrupted; {exc or 're-run the same command to resume.'}", file=sys.stderr)
         return 130
 
 

@@ -43,6 +43,7 @@ import numpy as np
 from ..audio import SAMPLE_RATE, check_model_rate
 from ..errors import AudioError, ConfigError
 from ..fileio import atomic_path, write_text
+from ..model.hub import singerid_home
 from ..praat import PRAAT_SEEDS, change_gender
 
 BANK_FORMAT = 1
@@ -158,6 +159,15 @@ class PitchBank:
     """``(K, n)`` variants, or ``(0, n)`` when the song has no voiced frame."""
     ratios: tuple[float, ...]
     range_ratios: tuple[float, ...]
+
+
+def default_bank_dir() -> Path:
+    """Where pitch banks go when ``bank_dir`` is unset: ``pitch-bank`` in singerid's cache folder.
+
+    Bank files are named by a hash of the song's samples and the bank settings, so one cache
+    serves every run and data folder without mixing, and a changed song gets a new bank.
+    """
+    return singerid_home() / "pitch-bank"
 
 
 def key_seed(song_key: str) -> int:

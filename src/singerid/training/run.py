@@ -14,11 +14,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from ..data.shards import INDEX_NAME, is_shard_dir
-from ..errors import CheckpointError, DatasetError
+from ..errors import CheckpointError, DatasetError, TrainingInterrupted
 from ..model.artifact import save_artifact
 from ..records import Recording
 from .config import TrainConfig
 from .data import PairDataModule, ShardPairDataModule, split_files
+from .interrupt import StopOnInterrupt
 from .module import SSLModule
 
 log = logging.getLogger(__name__)
@@ -93,9 +94,10 @@ def train(
         data: PairDataModule | ShardPairDataModule = ShardPairDataModule(cfg, shard_dir)
     else:
         train_files, val_files = split_files(list(recordings), cfg.val_fraction, cfg.seed)
-        data = PairDataModule(cfg, train_files, val_files)
+        data = PairDataModule(cfg, train_files, val_files, progress=progress)
     validate = bool(data.val_segments)
     module = SSLModule(cfg, data.val_segments)
+    interrupt = StopOnInterrupt(last)
     trainer = L.Trainer(
         max_steps=cfg.max_steps,
         max_epochs=-1,
@@ -109,7 +111,10 @@ def train(
         strategy="ddp" if (cfg.num_nodes > 1 or (torch.cuda.device_count() > 1 and cfg.devices != 1)) else "auto",
         precision=_precision(cfg),
         gradient_clip_val=cfg.optim.gradient_clip or None,
-        callbacks=[ModelCheckpoint(dirpath=str(ckpt_dir), save_last=True, save_top_k=0, every_n_train_steps=cfg.checkpoint_every)],
+        callbacks=[
+            ModelCheckpoint(dirpath=str(ckpt_dir), save_last=True, save_top_k=0, every_n_train_steps=cfg.checkpoint_every),
+            interrupt,
+        ],
         logger=_loggers(out),
         log_every_n_steps=1,
         num_sanity_val_steps=0,
@@ -119,6 +124,11 @@ def train(
         default_root_dir=str(out),
     )
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
+    if interrupt.requested:
+        raise TrainingInterrupted(
+            f"stopped at step {trainer.global_step} of {cfg.max_steps}; checkpoint saved to {last}",
+            str(last),
+        )
     artifact = save_artifact(
         out / "model", module.encoder.cpu(), cfg.model, training=cfg.to_dict(), window_seconds=cfg.crop_seconds
     )
