@@ -168,3 +168,15 @@ def test_a_sample_rate_other_than_the_library_rate_is_refused(setting, capsys):
     assert main(["train", "--config", "demo", "--data", "x", "--out", "y", "--set", setting, "--print-config"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and setting in err[0] and "44100 Hz" in err[0]
+
+
+def test_train_command_prints_its_progress_without_lightning_chatter(tmp_path, tone_corpus, capfd):
+    from singerid.cli import main
+
+    overrides = [arg for item in TINY for arg in ("--set", item)]
+    command = ["train", "--config", "demo", "--data", str(tone_corpus), "--out", str(tmp_path / "run"), *overrides]
+    assert main([*command, "--set", "max_steps=2", "--set", "checkpoint_every=2"]) == 0
+    out, err = capfd.readouterr()
+    assert "trained 2 steps" in out
+    for chatter in ("GPU available", "Tip:", "LeafSpec", "Epoch 0/", "Validation DataLoader"):
+        assert chatter not in out + err, chatter

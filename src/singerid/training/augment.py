@@ -358,8 +358,10 @@ class Augmenter:
         if self.cfg.pitch_mode != "bank":
             return 0
         items = list(songs.items())
+        rendered = False
         if n_jobs > 1 and self.cfg.bank_dir:
             missing = [(k, v) for k, v in items if not _bank_file(k, v, self.cfg).with_suffix(".json").exists()]
+            rendered = bool(missing)
             if missing:
                 from concurrent.futures import ProcessPoolExecutor
 
@@ -369,7 +371,7 @@ class Augmenter:
                 with ProcessPoolExecutor(max_workers=n_jobs) as pool:
                     for _ in tqdm(pool.map(_render_bank, jobs), total=len(jobs), desc="pitch banks", unit="song", disable=not progress):
                         pass
-        if progress:
+        if progress and not rendered:
             from tqdm import tqdm
 
             items = tqdm(items, desc="pitch banks", unit="song")
