@@ -29,3 +29,7 @@ class ConfigError(SingerIdError):
 
 class TrialsError(SingerIdError):
     """A trial list that cannot be built or does not match the data."""
+
+
+class OutputError(SingerIdError):
+    """An output that cannot be written now: locked by another run, or partial work made with other settings."""

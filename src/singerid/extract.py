@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Sequence
 
@@ -55,8 +56,15 @@ def load_embeddings(path: str | os.PathLike) -> tuple[list[str], np.ndarray, dic
     p = Path(path)
     if not p.is_file():
         raise DatasetError(f"{p}: embeddings file not found; create it with `singerid embed`.")
-    with np.load(p, allow_pickle=False) as data:
-        return [str(i) for i in data["ids"]], data["embeddings"], json.loads(str(data["meta"]))
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            ids, vectors, meta = [str(i) for i in data["ids"]], data["embeddings"], json.loads(str(data["meta"]))
+    except (KeyError, ValueError, TypeError, OSError, zipfile.BadZipFile) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise DatasetError(f"{p}: not an embeddings .npz written by `singerid embed`, or a damaged one ({first}); embed again.") from exc
+    if not isinstance(meta, dict) or len(ids) != len(vectors) or vectors.ndim != 2:
+        raise DatasetError(f"{p}: damaged embeddings file ({len(ids)} ids, {len(vectors)} vectors); embed again.")
+    return ids, vectors, meta
 
 
 def _save(path: Path, ids: list[str], emb: np.ndarray, meta: dict) -> None:

@@ -6,7 +6,7 @@ import argparse
 
 MODEL_HELP = (
     "model: a known name (byol, contrastive, contrastive-vc, uniformity, vicreg; see `singerid models`), "
-    "hf:OWNER/REPO[/SUBFOLDER][@REVISION], or a local artefact (folder with config.json + weights.pt, or a .pt file)"
+    "hf:OWNER/REPO[/SUBFOLDER][@REVISION], or a local artefact (folder with config.json + weights.safetensors, or a .safetensors/.pt file)"
 )
 
 
