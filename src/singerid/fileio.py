@@ -80,26 +80,54 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 def output_lock(path: str | os.PathLike) -> Iterator[Path]:
     """Hold ``<path>.lock`` while a job writes ``path``; a second job on the same output is refused.
 
-    The lock is an OS file lock, so it is released when the process dies (even by SIGKILL);
-    the small ``.lock`` file itself stays, as removing it could let two jobs in at once.
+    The lock is an OS file lock, so it is released when the process dies (even by SIGKILL). The
+    lock file is removed on release; a job that locked a file removed meanwhile locks again, so
+    two jobs never both hold it.
     """
-    from filelock import FileLock, Timeout
-
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     lock_file = target.with_name(target.name + ".lock")
-    lock = FileLock(lock_file, timeout=0)
     try:
-        lock.acquire()
-    except Timeout:
-        raise OutputError(
-            f"{target}: another singerid run is writing this output (it holds {lock_file}); "
-            "wait for it to finish or choose another --out."
-        ) from None
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: filelock's lock, whose file stays
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(lock_file, timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise _busy(target, lock_file) from None
+        try:
+            yield lock_file
+        finally:
+            lock.release()
+        return
+    while True:
+        fd = os.open(lock_file, os.O_CREAT | os.O_RDWR, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise _busy(target, lock_file) from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock_file).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder removed it on release: lock the new file
     try:
         yield lock_file
     finally:
-        lock.release()
+        lock_file.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def _busy(target: Path, lock_file: Path) -> OutputError:
+    return OutputError(
+        f"{target}: another singerid run is writing this output (it holds {lock_file}); "
+        "wait for it to finish or choose another --out."
+    )
 
 
 def check_settings(folder: str | os.PathLike, settings: Mapping[str, Any]) -> None:
