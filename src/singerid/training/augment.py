@@ -44,6 +44,7 @@ from ..audio import SAMPLE_RATE, check_model_rate
 from ..errors import AudioError, ConfigError
 from ..fileio import atomic_path, write_text
 from ..praat import PRAAT_SEEDS, change_gender
+from ..workers import pool_map
 
 BANK_FORMAT = 1
 """Bumped whenever the bank files' content would change for the same configuration."""
@@ -351,14 +352,11 @@ class Augmenter:
         if n_jobs > 1 and self.cfg.bank_dir:
             missing = [(k, v) for k, v in items if not _bank_file(k, v, self.cfg).with_suffix(".json").exists()]
             if missing:
-                from concurrent.futures import ProcessPoolExecutor
-
                 from tqdm import tqdm
 
                 jobs = [(self.cfg, k, v) for k, v in missing]
-                with ProcessPoolExecutor(max_workers=n_jobs) as pool:
-                    for _ in tqdm(pool.map(_render_bank, jobs), total=len(jobs), desc="pitch banks", unit="song", disable=not progress):
-                        pass
+                for _ in tqdm(pool_map(_render_bank, jobs, n_jobs), total=len(jobs), desc="pitch banks", unit="song", disable=not progress):
+                    pass
         if progress:
             from tqdm import tqdm
 
