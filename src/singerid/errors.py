@@ -37,3 +37,7 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, message: str, checkpoint: str) -> None:
         super().__init__(message)
         self.checkpoint = checkpoint
+
+
+class OutputError(SingerIdError):
+    """An output that cannot be written now: locked by another run, or partial work made with other settings."""

@@ -225,9 +225,8 @@ def read_metadata(path: str | os.PathLike) -> dict:
     """The singerid metadata stored in an exported TorchScript or ONNX file."""
     p = Path(path)
     if detect_format(p) == "torchscript":
-        extra = {f"{METADATA_KEY}.json": ""}
-        _jit_load(p, extra)
-        text = extra[f"{METADATA_KEY}.json"]
+        # Read the zip entry: loading a TorchScript file would run its code just to see its metadata.
+        text = _zip_entry(p, f"/extra/{METADATA_KEY}.json")
     else:
         import onnx
 
@@ -238,7 +237,23 @@ def read_metadata(path: str | os.PathLike) -> dict:
         text = {prop.key: prop.value for prop in proto.metadata_props}.get(METADATA_KEY, "")
     if not text:
         raise CheckpointError(f"{p}: holds no singerid metadata; it was not written by `singerid export`.")
-    return json.loads(text)
+    try:
+        meta = json.loads(text)
+    except ValueError as exc:
+        raise CheckpointError(f"{p}: its singerid metadata is not valid JSON ({exc}); re-export it with `singerid export`.") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{p}: its singerid metadata is not a JSON object; re-export it with `singerid export`.")
+    return meta
+
+
+def _zip_entry(path: Path, suffix: str) -> str:
+    """The text of the member of the zip archive ``path`` whose name ends with ``suffix`` ("" if none)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next((n for n in archive.namelist() if n.endswith(suffix)), None)
+            return "" if name is None else archive.read(name).decode("utf-8")
+    except (zipfile.BadZipFile, UnicodeDecodeError, OSError) as exc:
+        raise CheckpointError(f"{path}: a damaged TorchScript archive ({exc}); re-export it with `singerid export`.") from None
 
 
 def load_exported(

@@ -45,6 +45,7 @@ from ..errors import AudioError, ConfigError
 from ..fileio import atomic_path, write_text
 from ..model.hub import singerid_home
 from ..praat import PRAAT_SEEDS, change_gender
+from ..workers import pool_map
 
 BANK_FORMAT = 1
 """Bumped whenever the bank files' content would change for the same configuration."""
@@ -363,14 +364,11 @@ class Augmenter:
             missing = [(k, v) for k, v in items if not _bank_file(k, v, self.cfg).with_suffix(".json").exists()]
             rendered = bool(missing)
             if missing:
-                from concurrent.futures import ProcessPoolExecutor
-
                 from tqdm import tqdm
 
                 jobs = [(self.cfg, k, v) for k, v in missing]
-                with ProcessPoolExecutor(max_workers=n_jobs) as pool:
-                    for _ in tqdm(pool.map(_render_bank, jobs), total=len(jobs), desc="pitch banks", unit="song", disable=not progress):
-                        pass
+                for _ in tqdm(pool_map(_render_bank, jobs, n_jobs), total=len(jobs), desc="pitch banks", unit="song", disable=not progress):
+                    pass
         if progress and not rendered:
             from tqdm import tqdm
 
