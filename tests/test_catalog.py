@@ -20,9 +20,11 @@ def _records(n: int, singers=None) -> list[dict]:
     return [{"path": f"/music/{i}.wav", "singer": None if singers is None else singers[i]} for i in range(n)]
 
 
-@pytest.fixture
-def catalog(tmp_path):
-    with Catalog.create(tmp_path / "cat", "fp-a", DIM) as cat:
+@pytest.fixture(params=["exact", "faiss", "qdrant"])
+def catalog(tmp_path, request):
+    """The same tests run on every search backend (Qdrant in its local mode, no server)."""
+    pytest.importorskip({"exact": "numpy", "faiss": "faiss", "qdrant": "qdrant_client"}[request.param])
+    with Catalog.create(tmp_path / "cat", "fp-a", DIM, backend=request.param) as cat:
         yield cat
 
 
@@ -156,5 +158,5 @@ def test_window_search_returns_the_best_window_of_each_recording(catalog):
 def test_info_counts_entries_and_singers(catalog):
     catalog.add_vectors(_vectors(3), _records(3, ["a", "a", None]))
     info = catalog.info()
-    assert (info["count"], info["singers"], info["dim"], info["model_fingerprint"], info["backend"]) == (3, 1, DIM, "fp-a", "exact")
+    assert (info["count"], info["singers"], info["dim"], info["model_fingerprint"], info["backend"]) == (3, 1, DIM, "fp-a", catalog.backend)
     assert info["bytes"] >= 3 * DIM * 4
