@@ -31,8 +31,8 @@ class Metrics:
         self.sums[endpoint] += seconds
         self.counts[endpoint] += 1
 
-    def render(self, gauges: dict[str, tuple[str, float]]) -> str:
-        """The exposition text; ``gauges`` maps a metric name to (help, value)."""
+    def render(self, extra: list[tuple[str, str, str, float]] = ()) -> str:
+        """The exposition text; ``extra`` adds (name, type, help, value) single-value metrics."""
         lines = [
             "# HELP singerid_requests_total HTTP requests by endpoint, method and status.",
             "# TYPE singerid_requests_total counter",
@@ -59,8 +59,8 @@ class Metrics:
             lines.append(f'singerid_request_seconds_bucket{{endpoint="{ep}",le="+Inf"}} {self.counts[ep]}')
             lines.append(f'singerid_request_seconds_sum{{endpoint="{ep}"}} {self.sums[ep]:.6f}')
             lines.append(f'singerid_request_seconds_count{{endpoint="{ep}"}} {self.counts[ep]}')
-        for name, (help_text, value) in sorted(gauges.items()):
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value:g}"]
+        for name, kind, help_text, value in extra:
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {value:g}"]
         return "\n".join(lines) + "\n"
 
 

@@ -61,7 +61,8 @@ class ServeSettings:
     torch with ``threads`` threads, serve at most ``workers + queue`` requests at a time; more get
     503 with ``Retry-After``. ``max_upload_mb`` caps one request's body (413), ``max_seconds`` the
     length of each uploaded recording (422). With a ``token``, requests that change the catalogue
-    need ``Authorization: Bearer <token>``.
+    need ``Authorization: Bearer <token>``. ``backend`` is the catalogue's search backend (default:
+    the one it was created with; ``exact`` for a new one).
     """
 
     model: str
@@ -75,6 +76,7 @@ class ServeSettings:
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
     max_seconds: float = DEFAULT_MAX_SECONDS
     device: str = "cpu"
+    backend: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "catalog", Path(self.catalog))
