@@ -134,6 +134,8 @@ async function enroll() {
   if (r.skipped.length) note += " Already there: " + r.skipped.join(", ") + ".";
   $("enroll-result").textContent = note;
   $("enroll-result").hidden = false;
+  $("enroll-files").value = "";
+  $("enroll-name").value = "";
   await Promise.all([loadSingers(), loadMap()]);
 }
 
