@@ -71,6 +71,7 @@ function placeOnScale(el, value) {
 
 async function compare() {
   const a = fileOf("compare-a"), b = fileOf("compare-b");
+  $("verdict").hidden = true;
   if (!a || !b) throw new Error("Choose (or record) two recordings first.");
   const form = new FormData();
   form.append("a", a, a.name);
@@ -98,6 +99,7 @@ async function compare() {
 // -- identify ----------------------------------------------------------------------------
 async function identify() {
   const f = fileOf("identify-file");
+  $("identify-result").hidden = true;
   if (!f) throw new Error("Choose a recording to identify.");
   const form = new FormData();
   form.append("audio", f, f.name);
