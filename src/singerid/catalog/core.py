@@ -120,8 +120,8 @@ class Catalog:
     ) -> "AddReport":
         """Embed and add audio files (one transaction per file, so an interrupted add resumes).
 
-        A file whose content is already catalogued is left alone; a catalogued path whose content
-        changed is re-embedded. ``singer``/``song`` label every file, or give one label per file.
+        A file whose content is already catalogued is left alone (given ``singer`` as its new label
+        when that differs); a catalogued path whose content changed is re-embedded. ``singer``/``song`` label every file, or give one label per file.
         ``windows`` also keeps each window's vector, for :meth:`search` with ``windows=True``.
         """
         from .ingest import add_files
@@ -181,6 +181,11 @@ class Catalog:
                 con.execute("DELETE FROM recordings WHERE singer = ?", (singer,))
             return int(before - con.execute(count).fetchone()[0])
 
+    def relabel(self, ids: Sequence[int], singer: str | None) -> None:
+        """Give the entries ``ids`` the singer label ``singer`` (None: unlabelled)."""
+        with self.store.write() as con:
+            con.executemany("UPDATE recordings SET singer = ? WHERE id = ?", [(singer, int(i)) for i in ids])
+
     # -- reading --------------------------------------------------------------------------
     def get(self, record_id: int) -> Record:
         """The record with id ``record_id``."""
@@ -210,6 +215,12 @@ class Catalog:
         if len(where) == len(matrix) and np.array_equal(where, np.arange(len(matrix))):
             return ids, matrix
         return ids, matrix[where]
+
+    def gallery(self):
+        """The labelled entries as a :class:`~singerid.profiles.Gallery` for :meth:`SingerEncoder.identify`."""
+        from .gallery import CatalogGallery
+
+        return CatalogGallery(self)
 
     def singers(self) -> dict[str, int]:
         """Singer label -> number of entries with that label."""
