@@ -235,3 +235,43 @@ def _markdown(run: ClusterRun, plot: Path | None) -> str:
     if plot is not None:
         parts.append(f"## Map\n\n![Recordings by cluster]({plot.name})\n")
     return "\n".join(parts)
+
+
+def evaluation_clustering(arrays, calibration=None, seed: int = 0) -> dict:
+    """Clustering numbers of every system of an evaluation (its segments, against their singers):
+    the automatic cut (``calibration`` for the first system when given, else the silhouette), the
+    index each automatic cut reaches, and the best index over all cuts."""
+    truth = np.asarray(arrays.singers)
+    out = {}
+    for i, (name, system) in enumerate(arrays.systems.items()):
+        x = system.embeddings
+        cal = calibration if i == 0 else None
+        result = cluster_embeddings(x, calibration=cal, seed=seed)
+        out[name] = {
+            **clustering_scores(truth, result.labels),
+            "method": result.method,
+            "best_cut": best_cut(linkage_tree(x), truth),
+            "cuts": _cuts(x, truth, cal, seed),
+        }
+    return out
+
+
+def clustering_markdown(clustering: dict) -> str:
+    """The evaluation report's clustering table."""
+    lines = [
+        "| System | cut | clusters | ARI | NMI | purity | inverse purity | ARI silhouette / gap cut | best ARI (clusters) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, s in clustering.items():
+        lines.append(
+            f"| {name} | {s['method']} | {s['n_clusters']} | {s['ari']:.3f} | {s['nmi']:.3f} | {s['purity']:.3f} | "
+            f"{s['inverse_purity']:.3f} | {s['cuts']['silhouette']:.3f} / {s['cuts']['gap']:.3f} | "
+            f"{s['best_cut']['ari']:.3f} ({s['best_cut']['n_clusters']}) |"
+        )
+    n = next(iter(clustering.values()))["n_classes"] if clustering else 0
+    lines.append(
+        f"\nSegments clustered by singer without labels ({n} singers): average-linkage agglomerative clustering on "
+        "cosine distance, cut at the calibrated threshold (first system, when calibrated) or at the best silhouette. "
+        "ARI: adjusted Rand index (1 perfect, 0 chance); best ARI: over all cut heights."
+    )
+    return "\n".join(lines) + "\n"
