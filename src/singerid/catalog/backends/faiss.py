@@ -17,7 +17,7 @@ from ...fileio import atomic_path
 from . import Backend
 from ._persist import IndexState, diff
 
-LISTS_PER_SQRT = 2
+LISTS_PER_SQRT = 1
 """Number of IVF lists per square root of the number of vectors."""
 MIN_TRAIN_PER_LIST = 39
 """faiss wants this many training vectors per list; fewer vectors in all and the index stays flat."""
