@@ -18,11 +18,10 @@ class CatalogGallery(Gallery):
 
     def __init__(self, catalog) -> None:
         names, centroids = catalog.singer_centroids()
-        seconds = dict(
-            catalog.store.db.execute(
-                "SELECT singer, SUM(duration) FROM recordings WHERE singer IS NOT NULL GROUP BY singer"
-            ).fetchall()
-        )
+        with catalog.store.lock:
+            seconds = dict(
+                catalog.store.db.execute("SELECT singer, SUM(duration) FROM recordings WHERE singer IS NOT NULL GROUP BY singer").fetchall()
+            )
         profiles = {n: SingerProfile(n, centroids[i : i + 1], seconds.get(n)) for i, n in enumerate(names)}
         super().__init__(catalog.model_fingerprint, profiles)
         self.catalog = catalog

@@ -90,7 +90,9 @@ def add_files(
         except OSError as exc:
             _unreadable(report, key, f"cannot read ({exc.strerror or exc})", skip_unreadable)
             continue
-        known = db.execute("SELECT id, singer FROM recordings WHERE content_hash = ?", (digest,)).fetchall()
+        with catalog.store.lock:
+            known = db.execute("SELECT id, singer FROM recordings WHERE content_hash = ?", (digest,)).fetchall()
+            old = [int(i) for (i,) in db.execute("SELECT id FROM recordings WHERE path = ?", (key,)).fetchall()]
         if known:
             if who is not None and any(s != who for _, s in known):
                 catalog.relabel([i for i, _ in known], who)
@@ -98,7 +100,6 @@ def add_files(
             else:
                 report.unchanged.append(key)
             continue
-        old = [int(i) for (i,) in db.execute("SELECT id FROM recordings WHERE path = ?", (key,)).fetchall()]
         try:
             audio = load_audio(path, max_clipped=None)
             win = encoder.embed_windows(audio, source=key)
