@@ -32,7 +32,7 @@ from singerid.catalog.backends import make_backend
 from singerid.eval.clustering import cluster_embeddings
 from singerid.vectors import l2_normalize
 
-DIM = 256
+DIM = 128
 PER_SINGER = 20
 NOISE = 0.8
 """Spread of a singer's recordings around the singer's centre (relative to the centre's norm)."""

@@ -23,7 +23,7 @@ MIN_TRAIN_PER_LIST = 39
 """faiss wants this many training vectors per list; fewer vectors in all and the index stays flat."""
 PROBE_FRACTION = 0.25
 """Share of the lists a query visits: recall against speed."""
-TRAIN_SAMPLE_PER_LIST = 64
+TRAIN_SAMPLE_PER_LIST = 40
 """Training vectors per list (a seeded sample of the catalogue)."""
 SEED = 0
 REBUILD_GROWTH = 4.0
