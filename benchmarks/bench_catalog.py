@@ -17,6 +17,7 @@ Quick mode uses tiny sizes (a smoke test, not a measurement).
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import tempfile
@@ -154,22 +155,28 @@ def clustering_benchmark(sizes: tuple[int, ...]) -> dict:
     return {"rows": rows, "fit": linear_fit(list(sizes), seconds) if len(sizes) > 2 else None}
 
 
+def _stage(name: str, result):
+    """Print each stage's numbers as it finishes (the largest sizes take long)."""
+    print(f"[bench] catalog {name}: {json.dumps(result)}", flush=True)
+    return result
+
+
 def run(quick: bool = False) -> dict:
     store_n = 2000 if quick else 100_000
     search_sizes = (2000, 20_000) if quick else (10_000, 100_000, 1_000_000)
     cluster_sizes = (100, 200, 400) if quick else (1000, 5000, 20_000)
+    out: dict = {
+        "settings": {"dim": DIM, "per_singer": PER_SINGER, "noise": NOISE, "add_batch": ADD_BATCH, "queries": QUERIES,
+                     "faiss_probe_fraction": faiss_backend.PROBE_FRACTION, "quick": quick},
+    }  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        store = store_benchmark(store_n, folder / "store")
-        search = []
+        out["store"] = _stage("store", store_benchmark(store_n, folder / "store"))
+        out["clustering"] = _stage("clustering", clustering_benchmark(cluster_sizes))
+        out["search"] = []
         for n in search_sizes:
             sub = folder / f"search{n}"
             sub.mkdir()
-            search.append(search_benchmark(n, sub, probe_fractions=(1 / 32, 1 / 16, 1 / 8, 1 / 4) if n == search_sizes[-1] else ()))
-    return {
-        "settings": {"dim": DIM, "per_singer": PER_SINGER, "noise": NOISE, "add_batch": ADD_BATCH, "queries": QUERIES,
-                     "faiss_probe_fraction": faiss_backend.PROBE_FRACTION, "quick": quick},
-        "store": store,
-        "search": search,
-        "clustering": clustering_benchmark(cluster_sizes),
-    }  # fmt: skip
+            trade = (1 / 32, 1 / 16, 1 / 8, 1 / 4) if n == search_sizes[-1] else ()
+            out["search"].append(_stage(f"search {n}", search_benchmark(n, sub, probe_fractions=trade)))
+    return out
