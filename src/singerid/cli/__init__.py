@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 from types import ModuleType
@@ -71,8 +72,17 @@ def _log_to_stderr() -> None:
         logger.propagate = False
 
 
+IDLE_THREADS_SLEEP = {"OMP_WAIT_POLICY": "PASSIVE"}
+"""Set (unless the user set them) before a command imports torch. Idle OpenMP threads then sleep
+instead of spinning; on a CPU shared with other work, spinning threads take cores from the ones
+doing the work (``benchmarks/results/paths.json``). Only the command line sets it: it owns its
+process, while a program that imports singerid keeps its own environment."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``singerid`` console script."""
+    for key, value in IDLE_THREADS_SLEEP.items():
+        os.environ.setdefault(key, value)
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:
