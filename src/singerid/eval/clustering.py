@@ -14,14 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
-from sklearn.metrics import (
-    adjusted_rand_score,
-    normalized_mutual_info_score,
-    silhouette_score,
-)
 
 from ..errors import ConfigError
 from ..vectors import l2_normalize
+
+# scikit-learn is imported where it is used: every command's parser reads CUT_METHODS from here,
+# and `singerid verify` must start without loading scikit-learn.
 
 CUT_METHODS = ("silhouette", "gap")
 """Ways to choose the cut from the data alone."""
@@ -118,6 +116,8 @@ def _candidates(n: int, limit: int) -> list[int]:
 
 def silhouette_cut(x: np.ndarray, tree: np.ndarray, seed: int = 0) -> float:
     """The height of the cut (2..n-1 clusters) with the best cosine silhouette."""
+    from sklearn.metrics import silhouette_score
+
     n = len(x)
     rows = np.arange(n)
     if n > SILHOUETTE_MAX_POINTS:
@@ -204,6 +204,8 @@ def confidence(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def clustering_scores(truth, labels) -> dict:
     """Purity, inverse purity, adjusted Rand index and NMI of ``labels`` against the ``truth`` classes."""
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
     truth = np.unique(np.asarray(truth), return_inverse=True)[1]
     labels = np.asarray(labels)
     table = np.zeros((labels.max() + 1, truth.max() + 1), np.int64)
@@ -221,6 +223,8 @@ def clustering_scores(truth, labels) -> dict:
 
 def best_cut(tree: np.ndarray, truth) -> dict:
     """The cut (over all numbers of clusters, or :data:`SWEEP_MAX_CUTS` of them) with the best ARI."""
+    from sklearn.metrics import adjusted_rand_score
+
     n = len(tree) + 1
     ks = range(1, n + 1) if n <= SWEEP_MAX_CUTS else sorted({1, n, *np.unique(np.geomspace(1, n, SWEEP_MAX_CUTS).round().astype(int))})
     best = max((adjusted_rand_score(truth, cut_into(tree, k)), k) for k in ks)
