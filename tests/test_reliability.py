@@ -274,3 +274,25 @@ def test_a_damaged_part_is_embedded_again(tmp_path, model_dir):
     extract_to_npz(encoder, files, tmp_path / "e.npz", shard_size=1, progress=False)
     ids, emb, _ = load_embeddings(tmp_path / "e.npz")
     np.testing.assert_allclose(emb, encoder.embed_files(files, progress=False), atol=1e-6)
+
+
+def test_training_metrics_survive_a_resume(tmp_path):
+    from singerid.training.run import _ResumableCSVLogger, drop_repeated_rows
+
+    first = _ResumableCSVLogger(str(tmp_path), name="logs", version="")
+    for step in range(3):
+        first.log_metrics({"train/loss": 1.0 - step / 10}, step=step)
+    first.save()
+    # The resumed run (from a checkpoint at step 2) logs step 2 again, then new steps and a new column.
+    second = _ResumableCSVLogger(str(tmp_path), name="logs", version="")
+    second.log_metrics({"train/loss": 0.75}, step=2)
+    second.log_metrics({"train/loss": 0.7, "val/eer": 0.3}, step=3)
+    second.save()
+    metrics = tmp_path / "logs" / "metrics.csv"
+    assert drop_repeated_rows(metrics) == 1
+    import csv
+
+    rows = list(csv.DictReader(metrics.open()))
+    assert [(r["step"], r["train/loss"], r["val/eer"]) for r in rows] == [
+        ("0", "1.0", ""), ("1", "0.9", ""), ("2", "0.75", ""), ("3", "0.7", "0.3")
+    ]

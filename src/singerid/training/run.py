@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 from dataclasses import dataclass
@@ -10,11 +11,14 @@ from typing import Sequence
 
 import lightning as L
 import torch
+from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from ..data.shards import INDEX_NAME, is_shard_dir
 from ..errors import CheckpointError, DatasetError
+from ..fileio import atomic_path
 from ..model.artifact import save_artifact
 from ..records import Recording
 from .config import TrainConfig
@@ -40,8 +44,49 @@ def _precision(cfg: TrainConfig) -> str:
     return "bf16-mixed" if torch.cuda.is_available() else "32-true"
 
 
+class _KeepingWriter(ExperimentWriter):
+    """Lightning's CSV writer, except that an earlier ``metrics.csv`` is continued, not deleted."""
+
+    def _check_log_dir_exists(self) -> None:
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="", encoding="utf-8") as fh:
+                self.metrics_keys = sorted(csv.DictReader(fh).fieldnames or [])
+
+
+class _ResumableCSVLogger(CSVLogger):
+    """A CSV logger whose history survives ``--resume`` (Lightning's own deletes ``metrics.csv`` then)."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _KeepingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+def drop_repeated_rows(metrics_csv: Path) -> int:
+    """Keep the last of the rows logged twice for one step (the steps after the last checkpoint of
+    an interrupted run are logged again after its resume); returns how many were dropped."""
+    if not metrics_csv.is_file():
+        return 0
+    with open(metrics_csv, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        fields, rows = reader.fieldnames or [], list(reader)
+    last = {}
+    for i, row in enumerate(rows):
+        last[(row.get("step"), frozenset(k for k, v in row.items() if v not in ("", None)))] = i
+    keep = sorted(last.values())
+    if len(keep) < len(rows):
+        with atomic_path(metrics_csv) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows[i] for i in keep)
+    return len(rows) - len(keep)
+
+
 def _loggers(out: Path) -> list:
-    loggers = [CSVLogger(str(out), name="logs", version="")]
+    loggers = [_ResumableCSVLogger(str(out), name="logs", version="")]
     try:
         import tensorboard  # noqa: F401  (optional extra)
         from lightning.pytorch.loggers import TensorBoardLogger
@@ -119,6 +164,8 @@ def train(
         default_root_dir=str(out),
     )
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
+    if trainer.is_global_zero:
+        drop_repeated_rows(out / "logs" / "metrics.csv")
     artifact = save_artifact(
         out / "model", module.encoder.cpu(), cfg.model, training=cfg.to_dict(), window_seconds=cfg.crop_seconds
     )
