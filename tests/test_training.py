@@ -139,3 +139,20 @@ def test_a_sample_rate_other_than_the_library_rate_is_refused(setting, capsys):
     assert main(["train", "--config", "demo", "--data", "x", "--out", "y", "--set", setting, "--print-config"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and setting in err[0] and "44100 Hz" in err[0]
+
+
+def test_resume_with_other_settings_is_refused(tmp_path, tone_corpus):
+    from singerid.errors import OutputError
+
+    recordings = discover(tone_corpus)
+    train(_tiny("vicreg", 2), recordings, tmp_path / "r", progress=False)
+    with pytest.raises(OutputError, match=r"other settings \(method 'vicreg' -> 'byol'\)"):
+        train(_tiny("byol", 4, "checkpoint_every=2"), recordings, tmp_path / "r", resume=True, progress=False)
+    with pytest.raises(OutputError, match=r"other settings \(data "):
+        train(_tiny("vicreg", 4, "checkpoint_every=2"), recordings[:-1], tmp_path / "r", resume=True, progress=False)
+    assert train(_tiny("vicreg", 4, "checkpoint_every=2"), recordings, tmp_path / "r", resume=True, progress=False).steps == 4
+
+
+def test_a_malformed_override_is_one_config_error():
+    with pytest.raises(ConfigError, match=r"override 'optim.lr=\[1': the value is not valid YAML"):
+        load_config("demo", ["optim.lr=[1"])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from ..data.shards import INDEX_NAME, is_shard_dir
 from ..errors import CheckpointError, DatasetError
-from ..fileio import atomic_path
+from ..fileio import SETTINGS_FILE, atomic_path, check_settings
 from ..model.artifact import save_artifact
 from ..records import Recording
 from .config import TrainConfig
@@ -106,6 +108,23 @@ def _shard_dir(source: Sequence[Recording] | str | os.PathLike) -> Path | None:
     return Path(source)
 
 
+RESUMABLE_CHANGES = ("max_steps", "num_workers")
+"""Settings a resumed run may change (train further, load data with more processes); any other is refused."""
+
+
+def _run_settings(cfg: TrainConfig, shard_dir: Path | None, recordings) -> dict:
+    """What a run's checkpoints depend on: the config (less :data:`RESUMABLE_CHANGES`) and the data."""
+    if shard_dir is not None:
+        from ..data.shards import read_index
+
+        data = read_index(shard_dir).fingerprint
+    else:
+        listing = json.dumps(sorted([r.path, r.singer, r.song] for r in recordings))
+        data = hashlib.sha256(listing.encode("utf-8")).hexdigest()
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in RESUMABLE_CHANGES}
+    return {**settings, "data": data}
+
+
 def train(
     cfg: TrainConfig,
     recordings: Sequence[Recording] | str | os.PathLike,
@@ -133,6 +152,9 @@ def train(
         raise CheckpointError(f"{last}: nothing to resume from; run without --resume to start fresh.")
     if not resume and last.is_file():
         raise CheckpointError(f"{out}: holds an earlier run; pass --resume to continue it, or choose a new --out.")
+    if not resume:
+        (ckpt_dir / SETTINGS_FILE).unlink(missing_ok=True)  # a run killed before its first checkpoint
+    check_settings(ckpt_dir, _run_settings(cfg, shard_dir, recordings))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if shard_dir is not None:
         data: PairDataModule | ShardPairDataModule = ShardPairDataModule(cfg, shard_dir)
