@@ -293,3 +293,34 @@ def test_debug_shows_the_traceback(tmp_path):
 
     with pytest.raises(DatasetError):
         main(["--debug", "trials", "--manifest", str(tmp_path / "none.csv"), "--out", str(tmp_path / "t.txt")])
+
+
+def test_every_user_error_class_maps_to_one_line_and_its_exit_code():
+    import csv
+    import json
+    import zipfile
+
+    import yaml
+
+    from singerid.cli._errors import describe
+    from singerid.errors import AudioError, ConfigError
+
+    worker = AudioError(
+        "Caught AudioError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+        '  File "x.py", line 1, in f\nsingerid.errors.AudioError: /data/a.wav: audio is silent.'
+    )
+    assert describe(worker) == (1, "/data/a.wav: audio is silent.")
+    assert describe(ConfigError("bad --window"))[0] == 2
+    assert describe(OSError(errno.ENOSPC, "No space left on device", "/out/e.npz")) == (
+        1, "/out/e.npz: no space left on the device; free some space or write --out to another disk."
+    )
+    assert "read-only" in describe(OSError(errno.EROFS, "Read-only file system", "/ro/x"))[1]
+    assert "is a folder" in describe(IsADirectoryError(errno.EISDIR, "Is a directory", "/d"))[1]
+    assert describe(MemoryError())[1].startswith("out of memory")
+    assert "not UTF-8" in describe(UnicodeDecodeError("utf-8", b"\xff", 0, 1, "bad"))[1]
+    assert "invalid JSON" in describe(json.JSONDecodeError("Expecting value", "{x", 1))[1]
+    assert ".npz archive" in describe(zipfile.BadZipFile("File is not a zip file"))[1]
+    assert "malformed CSV" in describe(csv.Error("field larger than field limit"))[1]
+    assert describe(yaml.YAMLError("mapping values are not allowed here"))[0] == 2
+    assert describe(KeyError("a bug")) is None  # bugs keep their traceback
+    assert all("\n" not in line for _, line in filter(None, [describe(worker), describe(MemoryError())]))
