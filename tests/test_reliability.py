@@ -352,3 +352,17 @@ def test_the_duration_cap_refuses_before_decoding(tmp_path, model_dir):
         load_audio(path, max_seconds=2.0)
     assert main(["embed", str(path), "--model", str(model_dir), "--out", str(tmp_path / "e.npz"), "--max-seconds", "2"]) == 1
     assert not (tmp_path / "e.npz").exists()
+
+
+def test_embed_refuses_an_output_another_run_is_writing(tmp_path, model_dir):
+    from singerid.audio import write_audio
+    from singerid.data.signals import voiced_clip
+    from singerid.extract import extract_to_npz
+    from singerid.infer import load_model
+
+    wav = write_audio(tmp_path / "a.wav", voiced_clip(200, 2.0, 0.8, 0))
+    out = tmp_path / "e.npz"
+    with output_lock(out):
+        with pytest.raises(OutputError, match="another singerid run is writing"):
+            extract_to_npz(load_model(model_dir), [wav], out, progress=False)
+    assert not out.exists() and not (tmp_path / "e.npz.parts").exists()
