@@ -285,7 +285,11 @@ def test_mistyped_commands_and_options_get_a_suggestion_and_the_commands_usage(c
     with pytest.raises(SystemExit) as exit_info:
         main(["trials", "--manifest", "m.csv", "--out", "t.txt", "--condtion", "any"])
     err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and err.startswith("usage: singerid trials") and "did you mean '--condition'?" in err
+    assert exit_info.value.code == 2 and err.startswith("usage: singerid trials") and "did you mean '--condition' for '--condtion'?" in err
+    with pytest.raises(SystemExit):
+        main(["embed", "a.wav", "--modle", "m", "--out", "e.npz"])
+    err = capsys.readouterr().err
+    assert err.startswith("usage: singerid embed") and "did you mean '--model' for '--modle'?" in err
 
 
 def test_debug_shows_the_traceback(tmp_path):
