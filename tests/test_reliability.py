@@ -366,3 +366,16 @@ def test_embed_refuses_an_output_another_run_is_writing(tmp_path, model_dir):
         with pytest.raises(OutputError, match="another singerid run is writing"):
             extract_to_npz(load_model(model_dir), [wav], out, progress=False)
     assert not out.exists() and not (tmp_path / "e.npz.parts").exists()
+
+
+def test_a_full_disk_while_writing_names_the_output(tmp_path):
+    import errno
+
+    target = tmp_path / "profiles.npz"
+    target.write_bytes(b"old")
+    with pytest.raises(OSError) as err:
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")  # what a write() on a full disk raises
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(target)
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["profiles.npz"]

@@ -64,6 +64,11 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         fsync_path(tmp_path)
         os.replace(tmp_path, target)
         fsync_path(target.parent)
+    except OSError as exc:
+        if exc.errno is not None and exc.filename in (None, str(tmp_path)):
+            # A full disk or similar while writing the temporary file: name the output the user asked for.
+            raise type(exc)(exc.errno, exc.strerror or os.strerror(exc.errno), str(target)) from exc
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
