@@ -274,3 +274,108 @@ def test_a_damaged_part_is_embedded_again(tmp_path, model_dir):
     extract_to_npz(encoder, files, tmp_path / "e.npz", shard_size=1, progress=False)
     ids, emb, _ = load_embeddings(tmp_path / "e.npz")
     np.testing.assert_allclose(emb, encoder.embed_files(files, progress=False), atol=1e-6)
+
+
+def test_training_metrics_survive_a_resume(tmp_path):
+    from singerid.training.run import _ResumableCSVLogger, drop_repeated_rows
+
+    first = _ResumableCSVLogger(str(tmp_path), name="logs", version="")
+    for step in range(3):
+        first.log_metrics({"train/loss": 1.0 - step / 10}, step=step)
+    first.save()
+    # The resumed run (from a checkpoint at step 2) logs step 2 again, then new steps and a new column.
+    second = _ResumableCSVLogger(str(tmp_path), name="logs", version="")
+    second.log_metrics({"train/loss": 0.75}, step=2)
+    second.log_metrics({"train/loss": 0.7, "val/eer": 0.3}, step=3)
+    second.save()
+    metrics = tmp_path / "logs" / "metrics.csv"
+    assert drop_repeated_rows(metrics) == 1
+    import csv
+
+    rows = list(csv.DictReader(metrics.open()))
+    assert [(r["step"], r["train/loss"], r["val/eer"]) for r in rows] == [
+        ("0", "1.0", ""), ("1", "0.9", ""), ("2", "0.75", ""), ("3", "0.7", "0.3")
+    ]
+
+
+@pytest.mark.parametrize("rate", [44100, 48000])
+def test_streamed_windows_equal_a_whole_file_read(rate, tmp_path):
+    import soundfile as sf
+
+    from singerid.audio import load_audio, stream_windows
+
+    rng = np.random.default_rng(3)
+    path = tmp_path / f"long-{rate}.wav"
+    sf.write(path, (0.1 * rng.standard_normal((int(rate * 13.3), 2))).astype(np.float32), rate, subtype="FLOAT")
+    whole = load_audio(path, max_clipped=None)
+    win, hop = 4 * 44100, 3 * 44100
+    streamed = list(stream_windows(path, win, hop, block_seconds=1.7))
+    starts = list(range(0, len(whole) - win + 1, hop))
+    starts.append(len(whole) - win)  # 13.3 s: the last regular window ends before the file does
+    assert [s for s, _ in streamed] == starts
+    for start, window in streamed:
+        if rate == 44100:
+            np.testing.assert_array_equal(window, whole[start : start + win])
+        else:  # soxr's streaming and one-shot resampling agree to rounding
+            np.testing.assert_allclose(window, whole[start : start + win], atol=2e-4)
+
+
+def test_a_long_file_is_embedded_from_disk_like_a_whole_read(tmp_path, model_dir, monkeypatch):
+    from singerid import infer
+    from singerid.audio import write_audio
+    from singerid.data import items
+    from singerid.data.signals import voiced_clip
+    from singerid.infer import load_model
+
+    path = write_audio(tmp_path / "song.wav", np.concatenate([voiced_clip(200 + 20 * i, 3.0, 0.8, i) for i in range(5)]))
+    encoder = load_model(model_dir, hop=2.0)
+    whole = encoder.embed_files([path], progress=False)
+    monkeypatch.setattr(items, "STREAM_SECONDS", 5.0)
+    monkeypatch.setattr(infer, "STREAM_SECONDS", 5.0)
+    calls = []
+    real = infer.stream_windows
+    monkeypatch.setattr(infer, "stream_windows", lambda *a, **k: (calls.append(a[0]), real(*a, **k))[1])
+    streamed = encoder.embed_files([path], progress=False)
+    assert calls == [str(path)]
+    np.testing.assert_allclose(streamed, whole, atol=1e-5)
+    np.testing.assert_allclose(encoder.embed_file(path), whole[0], atol=1e-5)
+
+
+def test_the_duration_cap_refuses_before_decoding(tmp_path, model_dir):
+    from singerid.audio import load_audio, write_audio
+    from singerid.cli import main
+    from singerid.data.signals import voiced_clip
+    from singerid.errors import AudioError
+
+    path = write_audio(tmp_path / "song.wav", voiced_clip(200, 3.0, 0.8, 0))
+    with pytest.raises(AudioError, match=r"song.wav: 0.1 min is longer than the 0.0 min cap"):
+        load_audio(path, max_seconds=2.0)
+    assert main(["embed", str(path), "--model", str(model_dir), "--out", str(tmp_path / "e.npz"), "--max-seconds", "2"]) == 1
+    assert not (tmp_path / "e.npz").exists()
+
+
+def test_embed_refuses_an_output_another_run_is_writing(tmp_path, model_dir):
+    from singerid.audio import write_audio
+    from singerid.data.signals import voiced_clip
+    from singerid.extract import extract_to_npz
+    from singerid.infer import load_model
+
+    wav = write_audio(tmp_path / "a.wav", voiced_clip(200, 2.0, 0.8, 0))
+    out = tmp_path / "e.npz"
+    with output_lock(out):
+        with pytest.raises(OutputError, match="another singerid run is writing"):
+            extract_to_npz(load_model(model_dir), [wav], out, progress=False)
+    assert not out.exists() and not (tmp_path / "e.npz.parts").exists()
+
+
+def test_a_full_disk_while_writing_names_the_output(tmp_path):
+    import errno
+
+    target = tmp_path / "profiles.npz"
+    target.write_bytes(b"old")
+    with pytest.raises(OSError) as err:
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")  # what a write() on a full disk raises
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(target)
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["profiles.npz"]

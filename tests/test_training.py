@@ -180,3 +180,20 @@ def test_train_command_prints_its_progress_without_lightning_chatter(tmp_path, t
     assert "trained 2 steps" in out
     for chatter in ("GPU available", "Tip:", "LeafSpec", "Epoch 0/", "Validation DataLoader"):
         assert chatter not in out + err, chatter
+
+
+def test_resume_with_other_settings_is_refused(tmp_path, tone_corpus):
+    from singerid.errors import OutputError
+
+    recordings = discover(tone_corpus)
+    train(_tiny("vicreg", 2), recordings, tmp_path / "r", progress=False)
+    with pytest.raises(OutputError, match=r"other settings \(method 'vicreg' -> 'byol'\)"):
+        train(_tiny("byol", 4, "checkpoint_every=2"), recordings, tmp_path / "r", resume=True, progress=False)
+    with pytest.raises(OutputError, match=r"other settings \(data "):
+        train(_tiny("vicreg", 4, "checkpoint_every=2"), recordings[:-1], tmp_path / "r", resume=True, progress=False)
+    assert train(_tiny("vicreg", 4, "checkpoint_every=2"), recordings, tmp_path / "r", resume=True, progress=False).steps == 4
+
+
+def test_a_malformed_override_is_one_config_error():
+    with pytest.raises(ConfigError, match=r"override 'optim.lr=\[1': the value is not valid YAML"):
+        load_config("demo", ["optim.lr=[1"])

@@ -7,9 +7,11 @@ with the file name and a fix; nothing is ever replaced by silence.
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -27,6 +29,9 @@ stores its own crop length in its artefact, and inference uses that."""
 
 SILENCE_DB = -60.0
 """RMS level (dBFS) below which a clip or frame counts as silent."""
+
+STREAM_SECONDS = 600.0
+"""Files longer than this (10 minutes) are embedded window by window from disk, not read whole."""
 
 MAX_SECONDS = 3 * 3600.0
 """Longest recording read whole by default (3 hours); longer files are refused with a clear error
@@ -264,3 +269,69 @@ def _format_for(path: Path) -> str:
     if ext not in formats:
         raise AudioError(f"{path}: cannot write '.{ext}' files; use .wav, .flac, .ogg or .mp3.")
     return formats[ext]
+
+
+def stream_windows(
+    path: str | os.PathLike,
+    window: int,
+    hop: int,
+    *,
+    sample_rate: int = SAMPLE_RATE,
+    max_seconds: float | None = MAX_SECONDS,
+    block_seconds: float = 30.0,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``(start sample, window)`` pairs of a file read block by block from disk, mono at ``sample_rate``.
+
+    The windows are those a whole-file read cuts (starts ``0, hop, 2*hop, ...`` and one that ends
+    at the file's end), but memory holds one block and one window, whatever the file's length.
+    The checks of :func:`check_audio` (finite samples, not silent) are made on the fly; the
+    file must be longer than one window.
+    """
+    info = audio_info(path)
+    if max_seconds is not None and info.duration > max_seconds:
+        raise AudioError(
+            f"{info.path}: {info.duration / 60:.1f} min is longer than the {max_seconds / 60:.1f} min cap; "
+            "raise the cap (--max-seconds / max_seconds) or cut the file into parts."
+        )
+    stream = None if info.sample_rate == sample_rate else soxr.ResampleStream(info.sample_rate, sample_rate, 1, quality="HQ")
+    buf = np.zeros(0, np.float32)
+    offset = 0  # absolute index of buf[0]
+    next_start, last_start, total, energy = 0, -1, 0, 0.0
+    try:
+        with sf.SoundFile(str(info.path)) as fh:
+            blocks = fh.blocks(blocksize=max(1, int(block_seconds * info.sample_rate)), dtype="float32", always_2d=True)
+            for block in itertools.chain(blocks, [None]):
+                if block is None:
+                    if stream is None:
+                        break
+                    chunk = stream.resample_chunk(np.zeros(0, np.float32), last=True)
+                else:
+                    mono = to_mono(block)
+                    if not np.all(np.isfinite(mono)):
+                        raise AudioError(
+                            f"{info.path}: NaN or infinite samples near {total / sample_rate:.0f} s. Re-export the file; it is corrupt."
+                        )
+                    chunk = mono if stream is None else stream.resample_chunk(mono)
+                chunk = np.asarray(chunk, np.float32)
+                energy += float(np.dot(chunk.astype(np.float64), chunk.astype(np.float64)))
+                total += len(chunk)
+                buf = np.concatenate([buf, chunk])
+                while next_start + window <= total:
+                    yield next_start, buf[next_start - offset : next_start - offset + window]
+                    last_start, next_start = next_start, next_start + hop
+                # Keep from the last window's start on: the final window (ending at the file's end) starts after it.
+                keep_from = max(last_start, 0)
+                buf, offset = buf[keep_from - offset :], keep_from
+    except (RuntimeError, sf.SoundFileError) as exc:
+        raise AudioError(f"{info.path}: decoding failed ({exc}). The file is corrupt or truncated; re-export it.") from exc
+    except MemoryError:
+        raise AudioError(f"{info.path}: out of memory while reading it block by block; lower the batch size.") from None
+    if total < window:
+        raise AudioError(f"{info.path}: shorter than one window; read it whole with load_audio.")
+    if last_start + window < total:
+        yield total - window, buf[total - window - offset : total - offset]
+    level = 10 * np.log10(energy / total) if energy > 0 else float("-inf")
+    if level < SILENCE_DB:
+        raise AudioError(
+            f"{info.path}: audio is silent (RMS {level:.1f} dBFS < {SILENCE_DB:.0f} dBFS). Check the file."
+        )

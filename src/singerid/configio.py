@@ -97,5 +97,9 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part!r} is not a section.")
-        node[parts[-1]] = yaml.safe_load(raw)
+        try:
+            node[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            first = (str(exc).strip().splitlines() or ["invalid YAML"])[0]
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({first}); quote it or fix it.") from None
     return out

@@ -133,6 +133,9 @@ def extract_to_npz(
     ids = [str(f) for f in files]
     parts = out.with_name(out.name + ".parts")
     with output_lock(out):
+        # Temporary files a killed run of this output left (the lock keeps anyone else from writing them now).
+        for stale in [*out.parent.glob(f".{out.name}.*"), *(parts.glob(".*") if parts.is_dir() else [])]:
+            stale.unlink(missing_ok=True)
         check_settings(parts, job_settings(encoder, skip_silence, on_error, shard_size))
         try:
             return _extract(encoder, ids, out, parts, shard_size, batch_size, num_workers, skip_silence, on_error, progress)

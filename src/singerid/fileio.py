@@ -9,6 +9,7 @@ file keeps its permissions (profiles set to 0600 stay 0600); a new one gets the 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
@@ -55,7 +56,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.is_dir():
-        raise IsADirectoryError(0, "Is a directory", str(target))
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
     tmp_path = _new_temp(target, target.suffix if suffix is None else suffix)
     try:
         if target.exists():
@@ -64,6 +65,11 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         fsync_path(tmp_path)
         os.replace(tmp_path, target)
         fsync_path(target.parent)
+    except OSError as exc:
+        if exc.errno is not None and exc.filename in (None, str(tmp_path)):
+            # A full disk or similar while writing the temporary file: name the output the user asked for.
+            raise type(exc)(exc.errno, exc.strerror or os.strerror(exc.errno), str(target)) from exc
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

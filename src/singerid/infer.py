@@ -7,6 +7,7 @@ and the network runs in eval mode).
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from typing import Iterable, Sequence, Union
@@ -20,14 +21,18 @@ from .audio import (
     MAX_SECONDS,
     SAMPLE_RATE,
     SILENCE_DB,
+    STREAM_SECONDS,
+    audio_info,
     check_audio,
     fit_length,
     frame_levels_db,
     load_audio,
     resample,
+    stream_windows,
     to_mono,
 )
-from .errors import AudioError, ConfigError, SingerIdError
+from .data.items import FileAudio, SegmentAudio
+from .errors import AudioError, ConfigError
 from .model.artifact import Artifact, load_artifact
 from .model.backbones import CPU_PIECES, fused_for_inference
 from .model.calibration import Calibration, decision_threshold
@@ -273,6 +278,8 @@ class SingerEncoder:
 
     def embed_file(self, path: str | os.PathLike, *, skip_silence: bool = False) -> np.ndarray:
         """One embedding for a whole file -> ``(dim,)``."""
+        if audio_info(path).duration > STREAM_SECONDS:
+            return self._embed_streamed(path, skip_silence, batch_size=32)
         audio = load_audio(path, max_clipped=None, max_seconds=self.max_seconds)
         windows = self.embed_windows(audio, skip_silence=skip_silence, source=str(path))
         return l2_normalize(windows.embeddings.mean(0))
@@ -287,7 +294,7 @@ class SingerEncoder:
         progress: bool = True,
     ) -> np.ndarray:
         """Embed whole files -> ``(len(paths), dim)``; audio is decoded in ``num_workers`` processes."""
-        return self._embed_decoded(_FileAudio(paths, max_seconds=self.max_seconds), "file", batch_size, num_workers, skip_silence, progress)[0]
+        return self._embed_decoded(FileAudio(paths, max_seconds=self.max_seconds), "file", batch_size, num_workers, skip_silence, progress)[0]
 
     def embed_files_skipping(
         self,
@@ -302,14 +309,14 @@ class SingerEncoder:
 
         Returns the embeddings of the usable files (in order) and ``{path: reason}`` for the others.
         """
-        items = _FileAudio(paths, skip=True, max_seconds=self.max_seconds)
+        items = FileAudio(paths, skip=True, max_seconds=self.max_seconds)
         emb, failed = self._embed_decoded(items, "file", batch_size, num_workers, skip_silence, progress)
         keep = [i for i, p in enumerate(items.paths) if p not in failed]
         return emb[keep], failed
 
     def embed_segments(self, segments: Iterable, *, batch_size: int = 32, num_workers: int = 0, progress: bool = True) -> np.ndarray:
         """Embed crops described by :class:`~singerid.records.Segment` rows -> ``(n, dim)``."""
-        return self._embed_decoded(_SegmentAudio(list(segments)), "seg", batch_size, num_workers, False, progress)[0]
+        return self._embed_decoded(SegmentAudio(list(segments)), "seg", batch_size, num_workers, False, progress)[0]
 
     def _embed_decoded(
         self, items: Dataset, unit: str, batch_size: int, num_workers: int, skip_silence: bool, progress: bool
@@ -327,6 +334,9 @@ class SingerEncoder:
                 failed[name] = audio
                 continue
             try:
+                if audio is None:  # a long file: read from disk window by window here
+                    out[i] = self._embed_streamed(name, skip_silence, batch_size)
+                    continue
                 windows = self.embed_windows(audio.numpy(), skip_silence=skip_silence, batch_size=batch_size, source=name)
             except AudioError as exc:
                 if not getattr(items, "skip", False):
@@ -335,6 +345,20 @@ class SingerEncoder:
                 continue
             out[i] = l2_normalize(windows.embeddings.mean(0))
         return out, failed
+
+    def _embed_streamed(self, path: str | os.PathLike, skip_silence: bool, batch_size: int) -> np.ndarray:
+        """The whole-file embedding of a long file, read block by block (memory does not grow with its length)."""
+        win, hop = int(round(self.window * self.sample_rate)), int(round(self.hop * self.sample_rate))
+        windows = stream_windows(path, win, hop, sample_rate=self.sample_rate, max_seconds=self.max_seconds)
+        total, active_total, n, n_active = np.zeros(self.dim), np.zeros(self.dim), 0, 0
+        while batch := [w for _, w in itertools.islice(windows, batch_size)]:
+            emb = self._forward(np.stack(batch))
+            total, n = total + emb.sum(0), n + len(emb)
+            if skip_silence:
+                active = np.array([np.mean(frame_levels_db(w, self.sample_rate) > SILENCE_DB) >= 0.5 for w in batch])
+                active_total, n_active = active_total + emb[active].sum(0), n_active + int(active.sum())
+        # As in embed_windows: with skip_silence the silent windows are left out unless all are silent.
+        return l2_normalize((active_total if n_active else total).astype(np.float32))
 
     def measure(self, clip: ClipLike, sample_rate: int = SAMPLE_RATE) -> Measured:
         """Embed one clip (a file path or an audio array) and measure its length and input quality."""
@@ -430,37 +454,6 @@ class SingerEncoder:
             )
         singer = matches[0].name if matches[0].score >= thr else UNKNOWN
         return Identification(matches, singer, thr, source, query.seconds, query.quality)
-
-
-class _FileAudio(Dataset):
-    """``(path, audio)`` per file; with ``skip``, ``(path, reason)`` for a file that cannot be read."""
-
-    def __init__(self, paths: Sequence[str | os.PathLike], skip: bool = False, max_seconds: float | None = None) -> None:
-        self.paths = [str(p) for p in paths]
-        self.skip, self.max_seconds = skip, max_seconds
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int):
-        try:
-            return self.paths[i], torch.from_numpy(load_audio(self.paths[i], max_clipped=None, max_seconds=self.max_seconds))
-        except SingerIdError as exc:
-            if not self.skip:
-                raise
-            return self.paths[i], str(exc)
-
-
-class _SegmentAudio(Dataset):
-    def __init__(self, segments: list) -> None:
-        self.segments = segments
-
-    def __len__(self) -> int:
-        return len(self.segments)
-
-    def __getitem__(self, i: int):
-        s = self.segments[i]
-        return s.id, torch.from_numpy(load_audio(s.path, offset=s.offset, duration=s.duration, max_clipped=None))
 
 
 def load_model(

@@ -109,8 +109,10 @@ def read_segments(path: str | os.PathLike) -> list[Segment]:
             )
             for r in rows
         ]
-    except ValueError as exc:
-        raise DatasetError(f"{path}: offset/duration must be numbers ({exc}). Regenerate it with `singerid segment`.") from exc
+    except (ValueError, TypeError) as exc:  # TypeError: a row with missing fields (e.g. an unclosed quote)
+        raise DatasetError(
+            f"{path}: offset/duration must be numbers in every row ({exc}). Regenerate it with `singerid segment`."
+        ) from exc
 
 
 def _resolve(base: Path, audio: str) -> str:

@@ -24,8 +24,10 @@ from ._errors import EXIT_USAGE, describe, suggest
 class _Parser(argparse.ArgumentParser):
     """argparse with "did you mean" for mistyped commands and options (exit 2, the command's own usage)."""
 
+    argv: list[str] | None = None  # the command line being parsed, for suggestions
+
     def error(self, message: str) -> None:  # noqa: D102 - argparse's hook
-        hint = suggest(self, message)
+        hint = suggest(self, message, _Parser.argv)
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}{hint}\n")
 
@@ -92,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in IDLE_THREADS_SLEEP.items():
         os.environ.setdefault(key, value)
     parser = build_parser()
+    _Parser.argv = list(sys.argv[1:] if argv is None else argv)
     if "_ARGCOMPLETE" in os.environ:
         _complete(parser)
     args, unknown = parser.parse_known_args(argv)

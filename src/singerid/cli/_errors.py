@@ -89,17 +89,26 @@ def describe(exc: BaseException) -> tuple[int, str] | None:
     return None
 
 
-def suggest(parser: argparse.ArgumentParser, message: str) -> str:
-    """A " (did you mean ...?)" hint for a mistyped command or option in argparse's ``message``."""
+def suggest(parser: argparse.ArgumentParser, message: str, argv: list[str] | None = None) -> str:
+    """A " (did you mean ...?)" hint for a mistyped command or option in argparse's ``message``.
+
+    For a missing required option, the options in ``argv`` this parser does not know are checked
+    too (``--modle`` leaves ``--model`` missing).
+    """
+    options = [s for action in parser._actions for s in action.option_strings]
     choice = re.search(r"invalid choice: '([^']*)'", message)
     if choice:
         known = [c for action in parser._actions if action.choices for c in action.choices]
-        typed = choice.group(1)
+        typed = [choice.group(1)]
+    elif re.search(r"unrecognized arguments: (\S+)", message):
+        known, typed = options, [re.search(r"unrecognized arguments: (\S+)", message).group(1).split("=")[0]]
+    elif "required" in message and argv:
+        known = options
+        typed = [a.split("=")[0] for a in argv if a.startswith("--") and a.split("=")[0] not in options]
     else:
-        unknown = re.search(r"unrecognized arguments: (\S+)", message)
-        if not unknown:
-            return ""
-        known = [s for action in parser._actions for s in action.option_strings]
-        typed = unknown.group(1).split("=")[0]
-    close = difflib.get_close_matches(typed, [str(k) for k in known], n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+        return ""
+    for word in typed:
+        close = difflib.get_close_matches(word, [str(k) for k in known], n=1, cutoff=0.6)
+        if close:
+            return f" (did you mean {close[0]!r} for {word!r}?)" if word.startswith("--") else f" (did you mean {close[0]!r}?)"
+    return ""

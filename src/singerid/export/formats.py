@@ -310,6 +310,7 @@ def load_exported(
 ) -> Callable[[np.ndarray], np.ndarray]:
     """A function ``waveform (batch, samples) float32 -> embeddings (batch, dim)`` running the
     exported file with ``torch.jit.load`` (TorchScript) or onnxruntime (ONNX) on the CPU.
+    A TorchScript file is a program, not data: load only files from a source you trust.
 
     ``threads`` sets onnxruntime's intra-op threads (TorchScript follows ``torch.set_num_threads``).
     A batch runs ``piece`` clips at a time (``None``: all at once; ``"auto"``: the backbone's

@@ -17,7 +17,6 @@ QUIET_LOGGERS = ("lightning.pytorch", "lightning.fabric")
 NOISE = (
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
     r".*does not have many workers",
-    r".*exists and is not empty",
 )
 """Warnings raised inside Lightning about its own internals or choices singerid makes on purpose."""
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -10,11 +13,14 @@ from typing import Sequence
 
 import lightning as L
 import torch
+from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from ..data.shards import INDEX_NAME, is_shard_dir
 from ..errors import CheckpointError, DatasetError, TrainingInterrupted
+from ..fileio import SETTINGS_FILE, atomic_path, check_settings
 from ..model.artifact import save_artifact
 from ..records import Recording
 from .config import TrainConfig
@@ -42,8 +48,49 @@ def _precision(cfg: TrainConfig) -> str:
     return "bf16-mixed" if torch.cuda.is_available() else "32-true"
 
 
+class _KeepingWriter(ExperimentWriter):
+    """Lightning's CSV writer, except that an earlier ``metrics.csv`` is continued, not deleted."""
+
+    def _check_log_dir_exists(self) -> None:
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="", encoding="utf-8") as fh:
+                self.metrics_keys = sorted(csv.DictReader(fh).fieldnames or [])
+
+
+class _ResumableCSVLogger(CSVLogger):
+    """A CSV logger whose history survives ``--resume`` (Lightning's own deletes ``metrics.csv`` then)."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _KeepingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+def drop_repeated_rows(metrics_csv: Path) -> int:
+    """Keep the last of the rows logged twice for one step (the steps after the last checkpoint of
+    an interrupted run are logged again after its resume); returns how many were dropped."""
+    if not metrics_csv.is_file():
+        return 0
+    with open(metrics_csv, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        fields, rows = reader.fieldnames or [], list(reader)
+    last = {}
+    for i, row in enumerate(rows):
+        last[(row.get("step"), frozenset(k for k, v in row.items() if v not in ("", None)))] = i
+    keep = sorted(last.values())
+    if len(keep) < len(rows):
+        with atomic_path(metrics_csv) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows[i] for i in keep)
+    return len(rows) - len(keep)
+
+
 def _loggers(out: Path) -> list:
-    loggers = [CSVLogger(str(out), name="logs", version="")]
+    loggers = [_ResumableCSVLogger(str(out), name="logs", version="")]
     try:
         import tensorboard  # noqa: F401  (optional extra)
         from lightning.pytorch.loggers import TensorBoardLogger
@@ -61,6 +108,23 @@ def _shard_dir(source: Sequence[Recording] | str | os.PathLike) -> Path | None:
     if not is_shard_dir(source):
         raise DatasetError(f"{source}: no {INDEX_NAME}; pass recordings, or a shard folder written by `singerid shard`.")
     return Path(source)
+
+
+RESUMABLE_CHANGES = ("max_steps", "num_workers")
+"""Settings a resumed run may change (train further, load data with more processes); any other is refused."""
+
+
+def _run_settings(cfg: TrainConfig, shard_dir: Path | None, recordings) -> dict:
+    """What a run's checkpoints depend on: the config (less :data:`RESUMABLE_CHANGES`) and the data."""
+    if shard_dir is not None:
+        from ..data.shards import read_index
+
+        data = read_index(shard_dir).fingerprint
+    else:
+        listing = json.dumps(sorted([r.path, r.singer, r.song] for r in recordings))
+        data = hashlib.sha256(listing.encode("utf-8")).hexdigest()
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in RESUMABLE_CHANGES}
+    return {**settings, "data": data}
 
 
 def train(
@@ -90,6 +154,9 @@ def train(
         raise CheckpointError(f"{last}: nothing to resume from; run without --resume to start fresh.")
     if not resume and last.is_file():
         raise CheckpointError(f"{out}: holds an earlier run; pass --resume to continue it, or choose a new --out.")
+    if not resume:
+        (ckpt_dir / SETTINGS_FILE).unlink(missing_ok=True)  # a run killed before its first checkpoint
+    check_settings(ckpt_dir, _run_settings(cfg, shard_dir, recordings))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if shard_dir is not None:
         data: PairDataModule | ShardPairDataModule = ShardPairDataModule(cfg, shard_dir)
@@ -127,6 +194,8 @@ def train(
             default_root_dir=str(out),
         )
         trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
+    if trainer.is_global_zero:
+        drop_repeated_rows(out / "logs" / "metrics.csv")
     if interrupt.requested:
         raise TrainingInterrupted(
             f"stopped at step {trainer.global_step} of {cfg.max_steps}; checkpoint saved to {last}",
