@@ -30,8 +30,8 @@ HASH_CHUNK = 1 << 20
 def check_singer_name(name: str) -> str:
     """A singer label as given, stripped; refuse empty, over-long, control characters and 'unknown'."""
     name = (name or "").strip()
-    if not name or len(name) > MAX_NAME_CHARS or any(ord(c) < 32 for c in name):
-        raise ConfigError(f"singer name {name[:40]!r}: give 1 to {MAX_NAME_CHARS} printable characters.")
+    if not name or len(name) > MAX_NAME_CHARS or any(ord(c) < 32 or c == "/" for c in name):
+        raise ConfigError(f"singer name {name[:40]!r}: give 1 to {MAX_NAME_CHARS} printable characters, no '/'.")
     if name == UNKNOWN:
         raise ConfigError(f"'{UNKNOWN}' is reserved for recordings no enrolled singer matches; choose another name.")
     return name
