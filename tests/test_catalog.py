@@ -160,3 +160,23 @@ def test_info_counts_entries_and_singers(catalog):
     info = catalog.info()
     assert (info["count"], info["singers"], info["dim"], info["model_fingerprint"], info["backend"]) == (3, 1, DIM, "fp-a", catalog.backend)
     assert info["bytes"] >= 3 * DIM * 4
+
+
+def test_threads_search_while_one_adds(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    x = _vectors(40, seed=11)
+    with Catalog.create(tmp_path / "c", "fp", DIM) as cat:
+        cat.add_vectors(x[:10], _records(10))
+
+        def search(i: int) -> int:
+            hits = cat.search(x[i % 10], k=50)
+            assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+            return len(hits)
+
+        with ThreadPoolExecutor(4) as pool:
+            seen = pool.map(search, range(40))
+            for i in range(10, 40, 5):
+                cat.add_vectors(x[i : i + 5], _records(5))
+            counts = list(seen)
+        assert all(10 <= c <= 40 for c in counts) and len(cat) == 40

@@ -11,6 +11,7 @@ from singerid.eval.clustering import (
     cluster_embeddings,
     clustering_scores,
     confidence,
+    cosine_condensed,
     linkage_tree,
 )
 
@@ -90,3 +91,11 @@ def test_best_cut_finds_the_true_partition():
     x, truth = _blobs(k=5, per=3)
     best = best_cut(linkage_tree(x), truth)
     assert best["ari"] == pytest.approx(1.0) and best["n_clusters"] == 5
+
+
+def test_condensed_cosine_distances_match_scipy():
+    from scipy.spatial.distance import pdist
+
+    z = np.random.default_rng(4).normal(size=(37, 5))
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    np.testing.assert_allclose(cosine_condensed(z, block=8), pdist(z, "cosine"), atol=1e-12)

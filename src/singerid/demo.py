@@ -214,7 +214,7 @@ def _evaluate(run: Path, s: DemoSettings, eval_files: list[Recording], model: Pa
     ]
     settings = EvaluationSettings(
         condition=s.condition, seed=s.seed, n_boot=500, training_log=run / "train" / "logs" / "metrics.csv",
-        decisions=calibration,
+        decisions=calibration, cluster=True,
     )
     extra = {"demo": {"settings": to_dict(s), "seed": s.seed}}
     return run_evaluation(systems, segments, run, settings, progress=progress, extra_results=extra).evaluation

@@ -120,8 +120,8 @@ class Catalog:
     ) -> "AddReport":
         """Embed and add audio files (one transaction per file, so an interrupted add resumes).
 
-        A file whose content is already catalogued is left alone; a catalogued path whose content
-        changed is re-embedded. ``singer``/``song`` label every file, or give one label per file.
+        A file whose content is already catalogued is left alone (given ``singer`` as its new label
+        when that differs); a catalogued path whose content changed is re-embedded. ``singer``/``song`` label every file, or give one label per file.
         ``windows`` also keeps each window's vector, for :meth:`search` with ``windows=True``.
         """
         from .ingest import add_files
@@ -181,6 +181,11 @@ class Catalog:
                 con.execute("DELETE FROM recordings WHERE singer = ?", (singer,))
             return int(before - con.execute(count).fetchone()[0])
 
+    def relabel(self, ids: Sequence[int], singer: str | None) -> None:
+        """Give the entries ``ids`` the singer label ``singer`` (None: unlabelled)."""
+        with self.store.write() as con:
+            con.executemany("UPDATE recordings SET singer = ? WHERE id = ?", [(singer, int(i)) for i in ids])
+
     # -- reading --------------------------------------------------------------------------
     def get(self, record_id: int) -> Record:
         """The record with id ``record_id``."""
@@ -211,13 +216,21 @@ class Catalog:
             return ids, matrix
         return ids, matrix[where]
 
+    def gallery(self):
+        """The labelled entries as a :class:`~singerid.profiles.Gallery` for :meth:`SingerEncoder.identify`."""
+        from .gallery import CatalogGallery
+
+        return CatalogGallery(self)
+
     def singers(self) -> dict[str, int]:
         """Singer label -> number of entries with that label."""
-        rows = self.store.db.execute("SELECT singer, COUNT(*) FROM recordings WHERE singer IS NOT NULL GROUP BY singer ORDER BY singer")
-        return {s: int(n) for s, n in rows.fetchall()}
+        with self.store.lock:
+            rows = self.store.db.execute("SELECT singer, COUNT(*) FROM recordings WHERE singer IS NOT NULL GROUP BY singer ORDER BY singer").fetchall()
+        return {s: int(n) for s, n in rows}
 
     def __len__(self) -> int:
-        return int(self.store.db.execute("SELECT COUNT(*) FROM recordings").fetchone()[0])
+        with self.store.lock:
+            return int(self.store.db.execute("SELECT COUNT(*) FROM recordings").fetchone()[0])
 
     def info(self) -> dict:
         """Counts, model fingerprint, vector size, backend and size on disk."""
@@ -285,17 +298,17 @@ class Catalog:
 
     def _search_windows(self, q: np.ndarray, k: int) -> list[Hit]:
         backend = self._backend("window")
-        total = int(self.store.db.execute("SELECT COUNT(*) FROM windows").fetchone()[0])
+        with self.store.lock:
+            total = int(self.store.db.execute("SELECT COUNT(*) FROM windows").fetchone()[0])
         scores, rows = backend.search(q, min(total, k * WINDOW_OVERFETCH) or 1)
         keep = rows[0] >= 0
         scores, rows = scores[0][keep], rows[0][keep]
         if not len(rows):
             return []
         where = ",".join(str(int(r)) for r in rows)
-        info = {
-            row: (rid, start, end)
-            for row, rid, start, end in self.store.db.execute(f"SELECT row, record_id, start, end FROM windows WHERE row IN ({where})")
-        }
+        with self.store.lock:
+            found = self.store.db.execute(f"SELECT row, record_id, start, end FROM windows WHERE row IN ({where})").fetchall()
+        info = {row: (rid, start, end) for row, rid, start, end in found}
         hits, seen = [], set()
         for s, row in zip(scores, rows):
             if int(row) not in info:

@@ -29,17 +29,20 @@ class AddReport:
     added: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     replaced: list[str] = field(default_factory=list)
+    relabelled: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     ids: list[int] = field(default_factory=list)
 
     def summary(self) -> str:
         parts = [f"{len(self.added)} added", f"{len(self.replaced)} re-embedded (changed)", f"{len(self.unchanged)} already catalogued"]
+        if self.relabelled:
+            parts.append(f"{len(self.relabelled)} given the new label")
         if self.skipped:
             parts.append(f"{len(self.skipped)} skipped (unreadable)")
         return ", ".join(parts)
 
     def to_dict(self) -> dict:
-        return {"added": self.added, "unchanged": self.unchanged, "replaced": self.replaced,
+        return {"added": self.added, "unchanged": self.unchanged, "replaced": self.replaced, "relabelled": self.relabelled,
                 "skipped": [{"path": p, "reason": r} for p, r in self.skipped], "ids": self.ids}
 
 
@@ -87,10 +90,16 @@ def add_files(
         except OSError as exc:
             _unreadable(report, key, f"cannot read ({exc.strerror or exc})", skip_unreadable)
             continue
-        if db.execute("SELECT 1 FROM recordings WHERE content_hash = ? LIMIT 1", (digest,)).fetchone():
-            report.unchanged.append(key)
+        with catalog.store.lock:
+            known = db.execute("SELECT id, singer FROM recordings WHERE content_hash = ?", (digest,)).fetchall()
+            old = [int(i) for (i,) in db.execute("SELECT id FROM recordings WHERE path = ?", (key,)).fetchall()]
+        if known:
+            if who is not None and any(s != who for _, s in known):
+                catalog.relabel([i for i, _ in known], who)
+                report.relabelled.append(key)
+            else:
+                report.unchanged.append(key)
             continue
-        old = [int(i) for (i,) in db.execute("SELECT id FROM recordings WHERE path = ?", (key,)).fetchall()]
         try:
             audio = load_audio(path, max_clipped=None)
             win = encoder.embed_windows(audio, source=key)

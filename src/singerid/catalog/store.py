@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -81,6 +82,8 @@ class Store:
     def __init__(self, folder: Path, readonly: bool = False) -> None:
         self.folder = Path(folder)
         self.readonly = readonly
+        # One connection serves every thread of the process (a web service); transactions take turns.
+        self.lock = threading.RLock()
         db = self.folder / DB_NAME
         if not db.is_file():
             raise CatalogError(f"{self.folder}: not a catalogue (no {DB_NAME}); create it with `singerid catalog add`.")
@@ -128,30 +131,28 @@ class Store:
         """One write transaction; only one writer at a time holds it (BEGIN IMMEDIATE)."""
         if self.readonly:
             raise CatalogError(f"{self.folder}: opened read-only; open it without readonly=True to change it.")
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-            self.db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+                self.db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
         """A consistent snapshot for several reads."""
-        self.db.execute("BEGIN")
-        try:
-            yield self.db
-        finally:
-            self.db.execute("COMMIT")
+        with self.lock:
+            self.db.execute("BEGIN")
+            try:
+                yield self.db
+            finally:
+                self.db.execute("COMMIT")
 
     def _value(self, con: sqlite3.Connection, key: str) -> int:
         return int(con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0])
-
-    def generation(self) -> int:
-        """A number that changes with every committed write (backends use it to know they are stale)."""
-        return self._value(self.db, "generation")
 
     def append_vectors(self, con: sqlite3.Connection, kind: str, vectors: np.ndarray) -> int:
         """Inside a write transaction: append ``vectors`` to the ``kind`` file and return their first row."""
@@ -195,13 +196,17 @@ class Store:
         return ids
 
     def records(self, where: str = "", params: Sequence = ()) -> list[Record]:
-        rows = self.db.execute(
+        with self.lock:
+            rows = self._select_records(where, params)
+        return [Record(*row[:8], has_windows=bool(row[8])) for row in rows]
+
+    def _select_records(self, where: str, params: Sequence) -> list[tuple]:
+        return self.db.execute(
             "SELECT r.id, r.path, r.content_hash, r.offset, r.duration, r.singer, r.song, r.added, "
             "EXISTS (SELECT 1 FROM windows w WHERE w.record_id = r.id) FROM recordings r "
             f"{where} ORDER BY r.id",
             tuple(params),
         ).fetchall()
-        return [Record(*row[:8], has_windows=bool(row[8])) for row in rows]
 
     def size_on_disk(self) -> int:
         return sum(p.stat().st_size for p in self.folder.iterdir() if p.is_file())

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
-from scipy.spatial.distance import pdist
 from sklearn.metrics import (
     adjusted_rand_score,
     normalized_mutual_info_score,
@@ -56,12 +55,27 @@ class Clustering:
         return np.bincount(self.labels).tolist() if len(self.labels) else []
 
 
+def cosine_condensed(z: np.ndarray, block: int = 512) -> np.ndarray:
+    """Pairwise cosine distances of the unit rows of ``z`` in scipy's condensed order, by blocks of
+    matrix products (BLAS; never the full square matrix in memory)."""
+    n = len(z)
+    out = np.empty(n * (n - 1) // 2, np.float64)
+    pos = 0
+    for start in range(0, n, block):
+        sims = z[start : start + block] @ z.T
+        for i in range(start, min(start + block, n)):
+            row = sims[i - start, i + 1 :]
+            out[pos : pos + len(row)] = 1.0 - row
+            pos += len(row)
+    return np.clip(out, 0.0, 2.0, out=out)
+
+
 def linkage_tree(x: np.ndarray) -> np.ndarray:
     """Average-linkage merge tree (scipy format) of the rows of ``x`` under cosine distance."""
     z = l2_normalize(x, what="embeddings to cluster", dtype=np.float64)
     if len(z) < 2:
         raise ConfigError(f"clustering needs at least 2 recordings, got {len(z)}.")
-    return linkage(np.clip(pdist(z, "cosine"), 0.0, 2.0), method="average")
+    return linkage(cosine_condensed(z), method="average")
 
 
 def cut_at(tree: np.ndarray, height: float) -> np.ndarray:

@@ -17,13 +17,13 @@ from ...fileio import atomic_path
 from . import Backend
 from ._persist import IndexState, diff
 
-LISTS_PER_SQRT = 2
+LISTS_PER_SQRT = 1
 """Number of IVF lists per square root of the number of vectors."""
 MIN_TRAIN_PER_LIST = 39
 """faiss wants this many training vectors per list; fewer vectors in all and the index stays flat."""
 PROBE_FRACTION = 0.25
 """Share of the lists a query visits: recall against speed."""
-TRAIN_SAMPLE_PER_LIST = 64
+TRAIN_SAMPLE_PER_LIST = 40
 """Training vectors per list (a seeded sample of the catalogue)."""
 SEED = 0
 REBUILD_GROWTH = 4.0
