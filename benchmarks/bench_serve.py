@@ -8,7 +8,7 @@ server at its defaults (inference processes: one per core, at most 4). Reported:
 p50/p95/p99 latency, errors (must be 0), the server's peak resident memory (web process plus
 inference processes, sampled), and the ratio of service throughput to the in-process baseline:
 the same requests as direct library calls (``SingerEncoder.verify``, ``SingerEncoder.identify``
-against a gallery of the catalogue's singers) one after another in this process (half of the
+against the catalogue's gallery) one after another in this process (half of the
 requests), with torch's default threads and with one thread; the ratio is against the faster.
 
 The overload run starts a server with one inference process and no queue and sends it more
@@ -204,17 +204,11 @@ def _in_process(model: Path, catalog: Path, reqs: list[tuple], threads: int) -> 
 
     from singerid.catalog import Catalog
     from singerid.infer import load_model
-    from singerid.profiles import Gallery, SingerProfile
 
     torch.set_num_threads(threads)
     enc = load_model(model)
     with Catalog.open(catalog, readonly=True) as cat:
-        ids, vectors = cat.vectors()
-        row = {int(i): k for k, i in enumerate(ids)}
-        gallery = Gallery(enc.artifact.fingerprint)
-        for name in cat.singers():
-            mine = [r for r in cat.records() if r.singer == name]
-            gallery.add(SingerProfile(name, vectors[[row[r.id] for r in mine]], sum(r.duration for r in mine)))
+        gallery = cat.gallery()
         enc.verify(str(reqs[0][1]), str(reqs[0][2]))  # warm-up, as the server's processes are
         start = time.perf_counter()
         for req in reqs:
