@@ -48,7 +48,7 @@ class Service:
 
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
-        self.pool = InferencePool(settings.model, settings.workers, settings.threads, settings.device)
+        self.pool = InferencePool(settings.model, settings.workers, settings.threads, settings.device, settings.max_seconds)
         try:
             self.model = self.pool.start()
             self.catalog = ServiceCatalog(settings.catalog, self.model["fingerprint"], self.model["dim"], settings.backend)
