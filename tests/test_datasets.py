@@ -297,11 +297,11 @@ def test_cli_segment_unreadable_needs_the_skip_flag(tmp_path, capsys):
     root = tree(tmp_path / "data", {"alice/a.wav": 4.5})
     (root / "alice" / "broken.wav").write_bytes(b"RIFF....WAVEfmt garbage")
     out = tmp_path / "segs.csv"
-    assert main(["segment", str(root), "--out", str(out), "--no-progress"]) == 2
+    assert main(["segment", str(root), "--out", str(out), "--no-progress"]) == 1
     assert "1 unreadable audio file(s)" in capsys.readouterr().err and not out.exists()
     assert main(["segment", str(root), "--out", str(out), "--no-progress", "--skip-unreadable"]) == 0
     assert "broken.wav" in capsys.readouterr().out
     assert [(Path(s.path).name, s.offset) for s in read_segments(out)] == [("a.wav", 0.0)]
     assert main(["segment", str(out), "--layout", "vctk", "--out", str(out)]) == 2
-    assert main(["prepare", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m.csv")]) == 2
+    assert main(["prepare", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m.csv")]) == 1
     assert "not a folder" in capsys.readouterr().err

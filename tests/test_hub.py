@@ -19,6 +19,7 @@ from singerid.cli import main
 from singerid.errors import CheckpointError, SingerIdError
 from singerid.export.formats import parity_inputs
 from singerid.infer import load_model
+from singerid.model.artifact import weights_file
 from singerid.model.hub import OFFICIAL_REPO, parse_model_spec, resolve_model
 from singerid.model.official import import_official
 
@@ -102,7 +103,7 @@ def test_hf_spec_in_singerid_layout(monkeypatch, tmp_path, clip):
     torch.manual_seed(0)
     config = EncoderConfig(backbone="cpu_small", embedding_dim=32)
     local = save_artifact(tmp_path / "local", build_encoder(config).eval(), config)
-    files = {f"sub/{n}": (local / n).read_bytes() for n in ("config.json", "weights.pt")}
+    files = {f"sub/{n}": (local / n).read_bytes() for n in ("config.json", "weights.safetensors")}
     with HubServer({"me/mine": files}) as server:
         use_hub(monkeypatch, server.url, tmp_path)
         commit = server.commits["me/mine"]
@@ -125,7 +126,7 @@ def test_an_audio_file_as_model_is_named_as_such(tmp_path, capsys):
     wav.write_bytes(b"RIFF")
     with pytest.raises(CheckpointError, match=r"song.wav: is an audio file, not a model"):
         resolve_model(wav)
-    assert main(["verify", str(wav), str(wav), "--model", str(wav)]) == 2
+    assert main(["verify", str(wav), str(wav), "--model", str(wav)]) == 1
     assert "is an audio file, not a model" in capsys.readouterr().err
 
 
@@ -173,7 +174,7 @@ def test_a_timeout_is_one_line():
 @pytest.mark.slow
 def test_a_corrupt_cache_is_refetched_online_and_refused_offline(hub, clip, reference, monkeypatch):
     enc = load_model("byol")
-    weights = enc.artifact.path / "weights.pt"
+    weights = weights_file(enc.artifact.path)
     good = weights.read_bytes()
     weights.write_bytes(good[:-10] + bytes(10))
     np.testing.assert_array_equal(load_model("byol").embed(clip), reference[1])

@@ -45,7 +45,7 @@ def test_artifact_errors_are_clear(model_dir, tmp_path):
     meta = json.loads((model_dir / "config.json").read_text())
     meta["model"]["embedding_dim"] = 64
     (bad / "config.json").write_text(json.dumps(meta))
-    (bad / "weights.pt").write_bytes((model_dir / "weights.pt").read_bytes())
+    (bad / "weights.safetensors").write_bytes((model_dir / "weights.safetensors").read_bytes())
     with pytest.raises(CheckpointError, match="wrong shape"):
         load_artifact(bad)
     torch.save({"encoder.x": torch.zeros(1)}, tmp_path / "lightning.pt")
@@ -240,7 +240,7 @@ def test_cli_embed_verify_enroll_identify(model_dir, tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("unknown: no enrolled singer reaches the threshold 1.5000") and len(lines) == 3
     assert lines[1] == "candidates:" and lines[2].startswith("  1. ann")
-    assert main(["verify", str(a), str(tmp_path / "nope.wav"), "--model", str(model_dir), "--threshold", "0"]) == 2
+    assert main(["verify", str(a), str(tmp_path / "nope.wav"), "--model", str(model_dir), "--threshold", "0"]) == 1
     assert "nope.wav" in capsys.readouterr().err
 
 

@@ -227,4 +227,4 @@ def test_cli_writes_trials(tmp_path, capsys):
     trials = read_trials(out)
     assert len(trials) == 4 * 10 and sum(t.target for t in trials) == 16
     assert "40 trials" in capsys.readouterr().out
-    assert main(["trials", "--manifest", str(tmp_path / "nope.csv"), "--out", str(out)]) == 2
+    assert main(["trials", "--manifest", str(tmp_path / "nope.csv"), "--out", str(out)]) == 1

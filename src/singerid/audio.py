@@ -28,6 +28,10 @@ stores its own crop length in its artefact, and inference uses that."""
 SILENCE_DB = -60.0
 """RMS level (dBFS) below which a clip or frame counts as silent."""
 
+MAX_SECONDS = 3 * 3600.0
+"""Longest recording read whole by default (3 hours); longer files are refused with a clear error
+rather than exhausting memory. Pass ``max_seconds`` (``--max-seconds``) to change it."""
+
 
 @dataclass(frozen=True)
 class AudioInfo:
@@ -182,13 +186,21 @@ def load_audio(
     min_seconds: float = 0.0,
     check: bool = True,
     max_clipped: float | None = 0.01,
+    max_seconds: float | None = MAX_SECONDS,
 ) -> np.ndarray:
     """Load ``path`` as float32 mono at ``sample_rate``.
 
     ``offset`` and ``duration`` (seconds) read only that crop from disk, without decoding
-    the rest of the file. With ``check`` the clip is validated by :func:`check_audio`.
+    the rest of the file. With ``check`` the clip is validated by :func:`check_audio`. A read
+    longer than ``max_seconds`` (None: no cap) raises :class:`AudioError` before decoding.
     """
     info = audio_info(path)
+    length = info.duration - offset if duration is None else min(duration, info.duration - offset)
+    if max_seconds is not None and length > max_seconds:
+        raise AudioError(
+            f"{info.path}: {length / 60:.1f} min is longer than the {max_seconds / 60:.1f} min cap; "
+            "raise the cap (--max-seconds / max_seconds) or cut the file into parts."
+        )
     start = int(round(offset * info.sample_rate))
     if start < 0 or start >= info.frames:
         raise AudioError(
@@ -197,6 +209,11 @@ def load_audio(
     frames = -1 if duration is None else max(1, int(round(duration * info.sample_rate)))
     try:
         data, rate = sf.read(str(info.path), start=start, frames=frames, dtype="float32", always_2d=True)
+    except MemoryError:
+        raise AudioError(
+            f"{info.path}: out of memory decoding {info.duration / 60:.1f} min of audio; "
+            "lower --max-seconds, cut the file into parts, or use a machine with more memory."
+        ) from None
     except Exception as exc:
         raise AudioError(f"{info.path}: decoding failed ({exc}). The file is corrupt or truncated; re-export it.") from exc
     audio = resample(to_mono(data), rate, sample_rate)

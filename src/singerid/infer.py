@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .audio import (
+    MAX_SECONDS,
     SAMPLE_RATE,
     SILENCE_DB,
     check_audio,
@@ -26,10 +27,10 @@ from .audio import (
     resample,
     to_mono,
 )
-from .errors import AudioError, ConfigError
+from .errors import AudioError, ConfigError, SingerIdError
 from .model.artifact import Artifact, load_artifact
 from .model.backbones import CPU_PIECES, fused_for_inference
-from .model.calibration import Calibration
+from .model.calibration import Calibration, decision_threshold
 from .model.hub import resolve_model
 from .profiles import UNKNOWN, Gallery, Match, SingerProfile
 from .quality import Quality, assess
@@ -121,7 +122,7 @@ class SingerEncoder:
     Parameters mirror :func:`load_model`; ``window`` and ``hop`` (seconds) set how audio longer
     than one window is cut (``window`` defaults to the crop length the model was trained with); ``min_seconds`` is the shortest clip accepted, and ``short`` says
     what happens below it: ``"reject"`` (an error) or ``"pad"`` (repeat the clip up to
-    ``min_seconds``).
+    ``min_seconds``). Files longer than ``max_seconds`` (None: no cap) are refused before decoding.
     """
 
     def __init__(
@@ -134,6 +135,7 @@ class SingerEncoder:
         hop: float | None = None,
         min_seconds: float = 1.0,
         short: str = "reject",
+        max_seconds: float | None = MAX_SECONDS,
     ) -> None:
         if short not in ("reject", "pad"):
             raise ConfigError(f"short={short!r}: use 'reject' or 'pad'.")
@@ -146,6 +148,7 @@ class SingerEncoder:
         self.net = fused_for_inference(artifact.net).to(self.device, dtype=dtype)
         self.window, self.hop = window, hop or window
         self.min_seconds, self.short = min_seconds, short
+        self.max_seconds = max_seconds
         self.sample_rate = SAMPLE_RATE
 
     @property
@@ -183,16 +186,23 @@ class SingerEncoder:
             audio = fit_length(audio, need, pad="repeat")
         return audio
 
+    def _starts(self, n: int) -> np.ndarray:
+        """Window start samples for a clip of ``n`` samples; the last window ends at the clip's end."""
+        win = int(round(self.window * self.sample_rate))
+        if n <= win:
+            return np.array([0])
+        hop = int(round(self.hop * self.sample_rate))
+        starts = list(range(0, n - win + 1, hop))
+        if starts[-1] + win < n:
+            starts.append(n - win)
+        return np.array(starts)
+
     def _windows(self, audio: np.ndarray, skip_silence: bool) -> tuple[np.ndarray, np.ndarray]:
         """Window start samples and the stacked windows; the last window ends at the clip's end."""
         win = int(round(self.window * self.sample_rate))
         if len(audio) <= win:
             return np.array([0]), audio[None, :]
-        hop = int(round(self.hop * self.sample_rate))
-        starts = list(range(0, len(audio) - win + 1, hop))
-        if starts[-1] + win < len(audio):
-            starts.append(len(audio) - win)
-        starts_arr = np.array(starts)
+        starts_arr = self._starts(len(audio))
         stack = np.stack([audio[s : s + win] for s in starts_arr])
         if skip_silence:
             active = np.array([np.mean(frame_levels_db(w, self.sample_rate) > SILENCE_DB) >= 0.5 for w in stack])
@@ -242,14 +252,28 @@ class SingerEncoder:
         if len(clips) != 1:
             raise AudioError(f"{source}: embed_windows takes one clip, got {len(clips)}.")
         x = self._prepare(clips[0], source)
-        starts, stack = self._windows(x, skip_silence)
-        emb = np.concatenate([self._forward(stack[i : i + batch_size]) for i in range(0, len(stack), batch_size)])
-        win = stack.shape[1]
-        return WindowEmbeddings(emb, starts / self.sample_rate, (starts + win) / self.sample_rate)
+        win = min(len(x), int(round(self.window * self.sample_rate)))
+        starts = self._starts(len(x))
+        # Windows are cut one batch at a time, so memory holds the recording and one batch, not a copy per window.
+        parts, kept = [], []
+        for i in range(0, len(starts), batch_size):
+            batch_starts = starts[i : i + batch_size]
+            batch = np.stack([x[s : s + win] for s in batch_starts])
+            if skip_silence:
+                active = np.array([np.mean(frame_levels_db(w, self.sample_rate) > SILENCE_DB) >= 0.5 for w in batch])
+                batch, batch_starts = batch[active], batch_starts[active]
+                if not len(batch):
+                    continue
+            parts.append(self._forward(batch))
+            kept.append(batch_starts)
+        if not parts:  # every window silent: use them all, as for a short silent-looking clip
+            return self.embed_windows(x, skip_silence=False, batch_size=batch_size, source=source)
+        starts = np.concatenate(kept)
+        return WindowEmbeddings(np.concatenate(parts), starts / self.sample_rate, (starts + win) / self.sample_rate)
 
     def embed_file(self, path: str | os.PathLike, *, skip_silence: bool = False) -> np.ndarray:
         """One embedding for a whole file -> ``(dim,)``."""
-        audio = load_audio(path, max_clipped=None)
+        audio = load_audio(path, max_clipped=None, max_seconds=self.max_seconds)
         windows = self.embed_windows(audio, skip_silence=skip_silence, source=str(path))
         return l2_normalize(windows.embeddings.mean(0))
 
@@ -263,27 +287,59 @@ class SingerEncoder:
         progress: bool = True,
     ) -> np.ndarray:
         """Embed whole files -> ``(len(paths), dim)``; audio is decoded in ``num_workers`` processes."""
-        return self._embed_decoded(_FileAudio(paths), "file", batch_size, num_workers, skip_silence, progress)
+        return self._embed_decoded(_FileAudio(paths, max_seconds=self.max_seconds), "file", batch_size, num_workers, skip_silence, progress)[0]
+
+    def embed_files_skipping(
+        self,
+        paths: Sequence[str | os.PathLike],
+        *,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        skip_silence: bool = False,
+        progress: bool = True,
+    ) -> tuple[np.ndarray, dict[str, str]]:
+        """Like :meth:`embed_files`, but a file that cannot be used is left out instead of stopping.
+
+        Returns the embeddings of the usable files (in order) and ``{path: reason}`` for the others.
+        """
+        items = _FileAudio(paths, skip=True, max_seconds=self.max_seconds)
+        emb, failed = self._embed_decoded(items, "file", batch_size, num_workers, skip_silence, progress)
+        keep = [i for i, p in enumerate(items.paths) if p not in failed]
+        return emb[keep], failed
 
     def embed_segments(self, segments: Iterable, *, batch_size: int = 32, num_workers: int = 0, progress: bool = True) -> np.ndarray:
         """Embed crops described by :class:`~singerid.records.Segment` rows -> ``(n, dim)``."""
-        return self._embed_decoded(_SegmentAudio(list(segments)), "seg", batch_size, num_workers, False, progress)
+        return self._embed_decoded(_SegmentAudio(list(segments)), "seg", batch_size, num_workers, False, progress)[0]
 
     def _embed_decoded(
         self, items: Dataset, unit: str, batch_size: int, num_workers: int, skip_silence: bool, progress: bool
-    ) -> np.ndarray:
-        """One whole-item embedding (mean of its windows) per ``(name, audio)`` item of ``items``."""
+    ) -> tuple[np.ndarray, dict[str, str]]:
+        """One whole-item embedding (mean of its windows) per ``(name, audio)`` item of ``items``.
+
+        An item whose audio is a string is one that could not be read (the string says why); it
+        is recorded and skipped, as is audio that proves unusable here, when ``items.skip`` is set.
+        """
         loader = DataLoader(items, batch_size=None, num_workers=num_workers)
         out = np.zeros((len(items), self.dim), np.float32)
+        failed: dict[str, str] = {}
         for i, (name, audio) in enumerate(tqdm(loader, total=len(items), desc="embed", unit=unit, disable=not progress)):
-            windows = self.embed_windows(audio.numpy(), skip_silence=skip_silence, batch_size=batch_size, source=name)
+            if isinstance(audio, str):
+                failed[name] = audio
+                continue
+            try:
+                windows = self.embed_windows(audio.numpy(), skip_silence=skip_silence, batch_size=batch_size, source=name)
+            except AudioError as exc:
+                if not getattr(items, "skip", False):
+                    raise
+                failed[name] = str(exc)
+                continue
             out[i] = l2_normalize(windows.embeddings.mean(0))
-        return out
+        return out, failed
 
     def measure(self, clip: ClipLike, sample_rate: int = SAMPLE_RATE) -> Measured:
         """Embed one clip (a file path or an audio array) and measure its length and input quality."""
         if isinstance(clip, (str, os.PathLike)):
-            audio, source = load_audio(clip, max_clipped=None), str(clip)
+            audio, source = load_audio(clip, max_clipped=None, max_seconds=self.max_seconds), str(clip)
         else:
             clips = self._clips(clip, sample_rate)
             if len(clips) != 1:
@@ -322,11 +378,10 @@ class SingerEncoder:
     def decision_threshold(self, threshold: float | None, seconds: tuple[float, float]) -> tuple[float | None, str]:
         """The threshold to decide with for two sides of ``seconds``, and where it comes from:
         ``threshold`` when given, else the calibrated EER threshold, else ``(None, "none")``."""
-        if threshold is not None:
-            return float(threshold), "given"
-        if self.calibration is None and "eer" not in self.artifact.calibration.get("thresholds", {}):
-            return None, "none"
-        return self.threshold("eer", seconds), "calibration"
+        try:
+            return decision_threshold(self.artifact.calibration, threshold, seconds)
+        except ConfigError as exc:
+            raise ConfigError(f"{self.artifact.path}: {exc}") from exc
 
     def verify(self, a: ClipLike, b: ClipLike, threshold: float | None = None, sample_rate: int = SAMPLE_RATE) -> Verification:
         """Same singer? The score, and a decision at ``threshold`` or else at the calibrated EER
@@ -378,14 +433,22 @@ class SingerEncoder:
 
 
 class _FileAudio(Dataset):
-    def __init__(self, paths: Sequence[str | os.PathLike]) -> None:
+    """``(path, audio)`` per file; with ``skip``, ``(path, reason)`` for a file that cannot be read."""
+
+    def __init__(self, paths: Sequence[str | os.PathLike], skip: bool = False, max_seconds: float | None = None) -> None:
         self.paths = [str(p) for p in paths]
+        self.skip, self.max_seconds = skip, max_seconds
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        return self.paths[i], torch.from_numpy(load_audio(self.paths[i], max_clipped=None))
+        try:
+            return self.paths[i], torch.from_numpy(load_audio(self.paths[i], max_clipped=None, max_seconds=self.max_seconds))
+        except SingerIdError as exc:
+            if not self.skip:
+                raise
+            return self.paths[i], str(exc)
 
 
 class _SegmentAudio(Dataset):

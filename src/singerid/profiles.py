@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,11 +88,16 @@ class Gallery:
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"{p}: profiles file not found; create it with `singerid enroll NAME clips... --profiles {p}`.")
+        if p.is_dir() or not zipfile.is_zipfile(p):
+            raise ConfigError(f"{p}: not an .npz archive written by `singerid enroll`; pass the profiles file enroll wrote.")
         try:
             with np.load(p, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
                 seconds = meta.get("seconds") or [None] * len(meta["names"])
                 profiles = {n: SingerProfile(n, data[f"emb_{i}"], seconds[i]) for i, n in enumerate(meta["names"])}
-        except (KeyError, ValueError, OSError) as exc:
-            raise ConfigError(f"{p}: not a singerid profiles file ({exc}).") from exc
+        except (KeyError, ValueError, TypeError, OSError, zipfile.BadZipFile) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise ConfigError(
+                f"{p}: not a singerid profiles file, or a damaged one ({first}); enroll the singers again with `singerid enroll`."
+            ) from exc
         return cls(meta["model_fingerprint"], profiles)

@@ -7,13 +7,14 @@ duration; audio is never copied to make segments.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from .errors import DatasetError
-from .fileio import atomic_path
+from .fileio import atomic_path, read_text
 
 
 @dataclass(frozen=True)
@@ -121,14 +122,17 @@ def _read_rows(path: str | os.PathLike, required: Sequence[str]) -> list[dict]:
     p = Path(path)
     if not p.is_file():
         raise DatasetError(f"{p}: manifest not found. Create one with `singerid prepare` or `singerid segment`.")
-    with open(p, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
+    text = read_text(p, "Re-create it with `singerid prepare` or `singerid segment`.")
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
         missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
             raise DatasetError(
                 f"{p}: manifest lacks column(s) {', '.join(missing)} (has: {', '.join(reader.fieldnames or [])})."
             )
         rows = list(reader)
+    except csv.Error as exc:
+        raise DatasetError(f"{p}: malformed CSV ({exc}); re-create it with `singerid prepare` or `singerid segment`.") from None
     if not rows:
         raise DatasetError(f"{p}: manifest has no rows.")
     return rows

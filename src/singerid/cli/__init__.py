@@ -1,8 +1,10 @@
+# PYTHON_ARGCOMPLETE_OK  (lets argcomplete's global completion offer singerid's commands and options)
 """The ``singerid`` command: one subcommand per module in this package.
 
 Each command module defines ``NAME``, ``ORDER`` (its place in ``--help``), ``HELP``, ``EXAMPLE``, ``add_arguments(parser)`` and
 ``run(args) -> int``; it parses options and calls library functions, nothing more.
-User errors (:class:`~singerid.errors.SingerIdError`) print one line and exit 2.
+Every error a user can cause prints one line (see :mod:`singerid.cli._errors`): exit 2 for usage
+errors, 1 for failures; the global ``--debug`` option shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -10,12 +12,22 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 from types import ModuleType
 
 from .. import __version__
-from ..errors import SingerIdError
+from ._errors import EXIT_USAGE, describe, suggest
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with "did you mean" for mistyped commands and options (exit 2, the command's own usage)."""
+
+    def error(self, message: str) -> None:  # noqa: D102 - argparse's hook
+        hint = suggest(self, message)
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}{hint}\n")
 
 
 def _load_commands() -> list[ModuleType]:
@@ -30,12 +42,13 @@ def _load_commands() -> list[ModuleType]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (also used to render the README's command reference)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="singerid",
         description="Singer identity embeddings: synthesise, prepare, train, embed, verify, identify, evaluate, export.",
     )
     parser.add_argument("--version", action="version", version=f"singerid {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error instead of one line")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in _load_commands():
         cmd = sub.add_parser(
             module.NAME,
@@ -45,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(cmd)
-        cmd.set_defaults(_run=module.run)
+        cmd.set_defaults(_run=module.run, _parser=cmd)
     return parser
 
 
@@ -60,22 +73,47 @@ def _log_to_stderr() -> None:
         logger.propagate = False
 
 
+IDLE_THREADS_SLEEP = {"OMP_WAIT_POLICY": "PASSIVE"}
+"""Set (unless the user set them) before a command imports torch. Idle OpenMP threads then sleep
+instead of spinning; on a CPU shared with other work, spinning threads take cores from the ones
+doing the work (``benchmarks/results/paths.json``). Only the command line sets it: it owns its
+process, while a program that imports singerid keeps its own environment."""
+
+
+def _complete(parser: argparse.ArgumentParser) -> None:
+    """Answer the shell's completion request (bash/zsh through argcomplete) and exit."""
+    import argcomplete
+
+    argcomplete.autocomplete(parser)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``singerid`` console script."""
+    for key, value in IDLE_THREADS_SLEEP.items():
+        os.environ.setdefault(key, value)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    if "_ARGCOMPLETE" in os.environ:
+        _complete(parser)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # Report unknown options with the command's own usage, not the top-level one.
+        getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
     _log_to_stderr()
     try:
         return int(args._run(args) or 0)
-    except SingerIdError as exc:
-        print(f"singerid {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"singerid {args.command}: interrupted; re-run the same command to resume.", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"singerid {args.command}: interrupted; {exc or 're-run the same command to resume.'}", file=sys.stderr)
         return 130
+    except Exception as exc:
+        known = describe(exc)
+        if known is None or args.debug:
+            raise
+        code, line = known
+        print(f"singerid {args.command}: error: {line}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

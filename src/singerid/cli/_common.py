@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from ..audio import MAX_SECONDS
+
 MODEL_HELP = (
     "model: a known name (byol, contrastive, contrastive-vc, uniformity, vicreg; see `singerid models`), "
-    "hf:OWNER/REPO[/SUBFOLDER][@REVISION], or a local artefact (folder with config.json + weights.pt, or a .pt file)"
+    "hf:OWNER/REPO[/SUBFOLDER][@REVISION], or a local artefact (folder with config.json + weights.safetensors, or a .safetensors/.pt file)"
 )
 
 
@@ -24,6 +26,10 @@ def add_window_options(parser: argparse.ArgumentParser) -> None:
         "--pad", action="store_true", help="repeat clips shorter than --min-seconds instead of rejecting them"
     )
     parser.add_argument("--min-seconds", type=float, default=1.0, help="shortest clip accepted (default: 1 s)")
+    parser.add_argument(
+        "--max-seconds", type=float, default=MAX_SECONDS,
+        help=f"longest file accepted, in seconds; longer ones are refused before decoding (default: {MAX_SECONDS:.0f})",
+    )
 
 
 def load_encoder(args: argparse.Namespace):
@@ -37,6 +43,7 @@ def load_encoder(args: argparse.Namespace):
         hop=getattr(args, "hop", None),
         min_seconds=getattr(args, "min_seconds", 1.0),
         short="pad" if getattr(args, "pad", False) else "reject",
+        max_seconds=getattr(args, "max_seconds", MAX_SECONDS),
     )
 
 

@@ -22,18 +22,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard-size", type=int, default=256, help="files per resumable shard (default: 256)")
     parser.add_argument("--skip-silence", action="store_true", help="ignore silent windows of long files")
     parser.add_argument(
+        "--skip-unreadable", action="store_true",
+        help="leave out files that cannot be read or used (each is listed with its reason) instead of stopping",
+    )
+    parser.add_argument(
         "--part", default=None, metavar="K/N",
         help="embed only every N-th file starting at K (0-based), e.g. one process per GPU: --part 0/4 --device cuda:0",
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..extract import expand_inputs, extract_to_npz, select_part
+    from ..extract import expand_inputs, extract_to_npz, load_embeddings, select_part
 
     files = select_part(expand_inputs(args.inputs), args.part)
     out = extract_to_npz(
         load_encoder(args), files, args.out, shard_size=args.shard_size, batch_size=args.batch_size,
         num_workers=args.workers, skip_silence=args.skip_silence,
+        on_error="skip" if args.skip_unreadable else "raise",
     )
-    print(f"embedded {len(files)} files -> {out}")
+    skipped = load_embeddings(out)[2].get("skipped") or {}
+    for reason in skipped.values():
+        print(f"  skipped: {reason}")
+    done = len(files) - len(skipped)
+    print(f"embedded {done} file{'s' if done != 1 else ''} ({len(skipped)} skipped) -> {out}")
     return 0

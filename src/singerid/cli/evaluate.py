@@ -33,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--manifest", help="segment manifest CSV (from `singerid segment`)")
     add_layout_options(parser, default=None)
     arg = parser.add_argument
+    arg("--skip-unreadable", action="store_true", help="with --data: leave out unreadable files (each is listed) instead of stopping")
     arg("--seconds", type=float, default=WINDOW_SECONDS, help="segment length for --data (default: %(default)s)")
     arg("--trials", help="trial list to use (default: draw one; it is written to OUT/trials.txt)")
     arg("--condition", choices=CONDITIONS, default="cross-song",
@@ -109,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
         args.layout = "folder"
     segments, account = evaluation_segments(
         data=args.data, manifest=args.manifest, layout=args.layout, layout_options=layout_options(args),
-        seconds=args.seconds, out=args.out, progress=not args.no_progress,
+        seconds=args.seconds, out=args.out, on_error="skip" if args.skip_unreadable else "raise",
+        progress=not args.no_progress,
     )  # fmt: skip
     print(account)
     settings = EvaluationSettings(

@@ -62,6 +62,19 @@ log = logging.getLogger(__name__)
 AUDIO_EXTENSIONS: tuple[str, ...] = ("wav", "flac", "ogg", "opus", "mp3", "aiff", "aif", "au", "caf", "w64")
 """File extensions (lower case, no dot) that discovery treats as audio; all readable by soundfile."""
 
+UNSUPPORTED_AUDIO_EXTENSIONS: tuple[str, ...] = ("m4a", "aac", "mp4", "wma", "ape", "alac")
+"""Audio extensions soundfile cannot decode: found in a folder, they are reported as unreadable
+(or, when skipping is asked for, listed as skipped), never passed over silently."""
+
+
+def unsupported_audio(root: str | os.PathLike) -> list[tuple[str, str]]:
+    """``(path, reason)`` for every file under ``root`` with an :data:`UNSUPPORTED_AUDIO_EXTENSIONS` extension."""
+    base = Path(root)
+    if not base.is_dir():
+        return []
+    found = sorted(f for f in base.rglob("*") if f.suffix.lower().lstrip(".") in UNSUPPORTED_AUDIO_EXTENSIONS)
+    return [(str(f), f"{f}: {f.suffix} audio cannot be decoded here; convert it to WAV or FLAC.") for f in found]
+
 LAYOUTS: tuple[str, ...] = ("folder", "vocalset", "nus48e", "m4singer", "vctk", "manifest")
 """Names accepted by :func:`discover`."""
 

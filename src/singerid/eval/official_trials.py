@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DatasetError, TrialsError
+from ..fileio import read_text
 from ..records import Segment
 from .trials import Trial
 
@@ -129,7 +130,7 @@ def map_official_trials(
     missing: dict[str, None] = {}
     seen: set[tuple[str, str]] = set()
     result = OfficialTrials(trials=[], segments=[], n_lines=0)
-    for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_text(source, "Download the official list again.").splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.split(",")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..audio import WINDOW_SECONDS
-from ..errors import ConfigError
+from ..errors import ConfigError, DatasetError
 from ..fileio import write_text
 from ..model.calibration import Calibration
 from ..records import Segment
@@ -183,12 +183,17 @@ def evaluation_segments(
     layout_options: dict | None = None,
     seconds: float = WINDOW_SECONDS,
     out: str | os.PathLike | None = None,
+    on_error: str = "raise",
     progress: bool = True,
 ) -> tuple[list[Segment], str]:
     """The segments to evaluate on and a one-line account of them: read from a segment
     ``manifest``, or discovered in the ``data`` folder (``layout``, default ``folder``) and cut
-    into ``seconds``-long segments, then written to ``out/segments.csv`` when ``out`` is given."""
-    from ..data.datasets import discover, segment_recordings
+    into ``seconds``-long segments, then written to ``out/segments.csv`` when ``out`` is given.
+
+    Unreadable files in ``data`` (including audio soundfile cannot decode, such as ``.m4a``) stop
+    the evaluation before anything is written, or with ``on_error="skip"`` are left out and listed
+    in the account, one ``skipped:`` line each."""
+    from ..data.datasets import discover, segment_recordings, unsupported_audio
     from ..records import read_segments, write_segments
 
     if (data is None) == (manifest is None):
@@ -198,8 +203,16 @@ def evaluation_segments(
             raise ConfigError("--layout applies to --data folders only; drop it when passing --manifest.")
         segments = read_segments(manifest)
         return segments, f"{len(segments)} segments from {manifest}"
+    undecodable = unsupported_audio(data)
+    if undecodable and on_error == "raise":
+        raise DatasetError(
+            f"{len(undecodable)} audio file(s) cannot be decoded; convert or remove them, or pass --skip-unreadable: "
+            + "; ".join(reason for _, reason in undecodable[:3])
+        )
     recordings = discover(data, layout or "folder", **(layout_options or {}))
-    result = segment_recordings(recordings, seconds=seconds, progress=progress)
+    result = segment_recordings(recordings, seconds=seconds, on_error=on_error, progress=progress)
+    result.unreadable.extend(undecodable)
     if out is not None:
         write_segments(Path(out) / "segments.csv", result.segments)
-    return result.segments, result.summary()
+    skipped = "".join(f"\n  skipped: {reason}" for _, reason in result.unreadable)
+    return result.segments, result.summary() + skipped

@@ -17,6 +17,7 @@ the threshold), and :meth:`SimilarityResult.line` for a one-line report.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ import numpy as np
 from ..audio import audio_info
 from ..data.datasets import AUDIO_EXTENSIONS
 from ..errors import ConfigError, DatasetError
-from ..fileio import atomic_path, write_text
+from ..fileio import atomic_path, read_text, write_text
 from ..vectors import l2_normalize
 
 CSV_NAME = "similarity.csv"
@@ -103,12 +104,12 @@ def _read_pairs(path: Path, generated: Inputs | None, reference: Inputs | None) 
     """``(generated, reference)`` paths; relative ones against the ``generated``/``reference`` folders, else the CSV's folder."""
     if not path.is_file():
         raise DatasetError(f"{path}: pairs file not found; write a CSV with columns generated,reference.")
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in PAIR_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DatasetError(f"{path}: lacks column(s) {', '.join(missing)}; write a CSV with columns generated,reference.")
-        rows = list(reader)
+    text = read_text(path, "Write a CSV with columns generated,reference.")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    missing = [c for c in PAIR_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise DatasetError(f"{path}: lacks column(s) {', '.join(missing)}; write a CSV with columns generated,reference.")
+    rows = list(reader)
     if not rows:
         raise DatasetError(f"{path}: no pairs listed.")
 

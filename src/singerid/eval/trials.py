@@ -24,7 +24,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import TrialsError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, read_text
 from ..records import Segment
 from ..vectors import l2_normalize
 
@@ -318,7 +318,7 @@ def read_trials(path: str | os.PathLike) -> list[Trial]:
         raise TrialsError(f"{p}: trial list not found; create one with `singerid trials`.")
     fmt = None
     trials = []
-    for number, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_text(p, "Re-create it with `singerid trials`.").splitlines(), start=1):
         parts = line.split()
         if not parts:
             continue

@@ -6,7 +6,7 @@ A model spec is one of:
 * a known name (:data:`KNOWN_MODELS`): a sub-folder of :data:`OFFICIAL_REPO` in the authors'
   layout (``model.pt`` + ``hyperparams.yaml``);
 * ``hf:OWNER/REPO[/SUBFOLDER][@REVISION]``: any repository in the authors' layout or in
-  singerid's own artefact layout (``config.json`` + ``weights.pt``).
+  singerid's own artefact layout (``config.json`` + ``weights.safetensors``, or ``weights.pt`` of older ones).
 
 Files are downloaded by ``huggingface_hub`` into its cache, so its settings hold (``HF_ENDPOINT``,
 ``HF_HOME``/``HF_HUB_CACHE``, ``HF_HUB_OFFLINE``, ``HF_TOKEN``). They are converted once into
@@ -39,8 +39,8 @@ DEFAULT_HOME = Path("~/.cache/singerid")
 REF_FILE = "ref.json"
 OFFICIAL_FILES = ("model.pt", "hyperparams.yaml")
 """The authors' layout (``hyperparams.yaml`` optional)."""
-ARTEFACT_FILES = ("config.json", "weights.pt")
-"""singerid's artefact layout."""
+ARTEFACT_FILES = ("config.json", "weights.safetensors", "weights.pt")
+"""singerid's artefact layout: ``config.json`` and one of the weights files."""
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ def _cached(source: HubSource) -> tuple[Path | None, str]:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return None, f"{ref_file}: cached copy is incomplete ({type(exc).__name__})"
     if not _intact(path):
-        return None, f"{path / 'weights.pt'} no longer matches its recorded hash"
+        return None, f"{path}: the weights no longer match their recorded hash"
     return path, ""
 
 
@@ -162,7 +162,9 @@ def _intact(artifact: Path) -> bool:
     """Whether a cached artefact folder is whole: its weights hash to what its config records."""
     try:
         meta = json.loads((artifact / "config.json").read_text(encoding="utf-8"))
-        return _sha256(artifact / "weights.pt") == meta["weights_sha256"]
+        from .artifact import weights_file
+
+        return _sha256(weights_file(artifact)) == meta["weights_sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
@@ -219,13 +221,18 @@ def _download(source: HubSource) -> tuple[str, dict[str, Path]]:
                 continue
             files = {layout[0]: first}
             for name in (OFFICIAL_FILES[1:] if layout == OFFICIAL_FILES[:1] else layout[1:]):
-                got = _hub_file(source, folder, name, required=layout == ARTEFACT_FILES)
+                got = _hub_file(source, folder, name, required=False)
                 if got is not None:
                     files[name] = got
+            if layout == ARTEFACT_FILES and not set(ARTEFACT_FILES[1:]) & set(files):
+                raise CheckpointError(
+                    f"model {source.spec!r}: {folder + '/' if folder else ''}config.json has no weights file beside it "
+                    f"({' or '.join(ARTEFACT_FILES[1:])}); upload the whole artefact folder."
+                )
             return folder, files
     raise CheckpointError(
         f"model {source.spec!r}: {source.repo}@{source.revision} has no {' nor '.join(tried)}; "
-        "check the sub-folder name (the authors' layout needs model.pt, singerid's config.json + weights.pt)."
+        "check the sub-folder name (the authors' layout needs model.pt, singerid's config.json + weights.safetensors)."
     )
 
 
@@ -354,7 +361,7 @@ def _convert(source: HubSource, folder: str, files: dict[str, Path]) -> Path:
             import_official(files["model.pt"].parent, art_dir, extra={"hub": provenance})
         else:
             art_dir.mkdir()
-            for name in ARTEFACT_FILES:
+            for name in files:
                 shutil.copyfile(files[name], art_dir / name)
             meta = json.loads((art_dir / "config.json").read_text(encoding="utf-8"))
             meta["hub"] = provenance

@@ -48,6 +48,13 @@ def is_shard_dir(path: str | os.PathLike) -> bool:
     return (Path(path) / INDEX_NAME).is_file()
 
 
+def _plain_name(name: object) -> str:
+    """A shard name as the index lists it: a file inside the folder, never a path leading out of it."""
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name:
+        raise ValueError(f"shard name {name!r} is not a plain file name inside the folder")
+    return name
+
+
 def read_index(root: str | os.PathLike) -> ShardIndex:
     """Read ``root/shards.json``; raise :class:`DatasetError` if it or a shard it lists is missing."""
     folder = Path(root)
@@ -59,7 +66,7 @@ def read_index(root: str | os.PathLike) -> ShardIndex:
         if data.get("format") != FORMAT or data.get("version") != VERSION:
             raise ValueError(f"format {data.get('format')!r} version {data.get('version')!r}")
         shards = tuple(
-            ShardInfo(folder / s["name"], int(s["files"]), float(s["seconds"]), int(s["bytes"])) for s in data["shards"]
+            ShardInfo(folder / _plain_name(s["name"]), int(s["files"]), float(s["seconds"]), int(s["bytes"])) for s in data["shards"]
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise DatasetError(f"{path}: not a {FORMAT} v{VERSION} index ({exc}); re-run `singerid shard` into a new folder.") from exc

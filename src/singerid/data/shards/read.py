@@ -80,13 +80,22 @@ class ShardRecord:
 
 
 _REQUIRED = ("path", "singer", "song", "frames", "sample_rate")
+MAX_JSON_BYTES = 2**20
+"""Largest ``.json`` member read from a shard: metadata of one file is a few hundred bytes."""
+
+
+def _number(value: object) -> float | None:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
 
 
 def _record(shard: Path, key: str, meta: dict | None, flac: tarfile.TarInfo | None) -> ShardRecord:
     if meta is None or flac is None:
         raise DatasetError(f"{shard}: sample {key} lacks its {'.json' if meta is None else '.flac'} entry; "
                            "delete the shard and re-run `singerid shard` to rewrite it.")
-    if not isinstance(meta, dict) or any(k not in meta for k in _REQUIRED) or int(meta["sample_rate"]) != SAMPLE_RATE:
+    if not isinstance(meta, dict) or any(k not in meta for k in _REQUIRED) or _number(meta["sample_rate"]) != SAMPLE_RATE:
         raise DatasetError(f"{shard}: {key}.json lacks {', '.join(_REQUIRED)} or is not at {SAMPLE_RATE} Hz; "
                            "rewrite the shards with `singerid shard`.")
     return ShardRecord(shard, key, meta, flac.offset_data, flac.size)
@@ -115,6 +124,9 @@ def read_shard(path: str | os.PathLike, expected: int | None = None) -> Iterator
                         yield _record(shard, key, meta, flac)
                     key, meta, flac = name, None, None
                 if ext == "json":
+                    if member.size > MAX_JSON_BYTES:
+                        raise DatasetError(f"{shard}: entry {member.name} is {member.size} bytes, more than metadata "
+                                           "ever needs; the shard is not one singerid wrote.")
                     meta = json.loads(tar.extractfile(member).read())  # type: ignore[union-attr]
                 elif ext == "flac":
                     flac = member

@@ -9,7 +9,7 @@ import logging
 import math
 import os
 import tarfile
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -18,10 +18,12 @@ import numpy as np
 import soundfile as sf
 
 from ...audio import SAMPLE_RATE, audio_info, load_audio
-from ...errors import ConfigError, DatasetError
-from ...fileio import atomic_path, write_text
+from ...errors import ConfigError, DatasetError, SingerIdError
+from ...fileio import atomic_path, output_lock, write_text
 from ...records import Recording
+from ...workers import process_pool
 from .index import FORMAT, INDEX_NAME, PLAN_NAME, SHARD_NAME, VERSION
+from .read import read_shard
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +71,10 @@ def _claim(out: Path, fingerprint: str, n_shards: int) -> None:
     earlier = None
     for name in (PLAN_NAME, INDEX_NAME):
         if (out / name).is_file():
-            earlier = json.loads((out / name).read_text(encoding="utf-8")).get("fingerprint")
+            try:
+                earlier = json.loads((out / name).read_text(encoding="utf-8")).get("fingerprint")
+            except (ValueError, AttributeError):
+                raise DatasetError(f"{out / name}: damaged; delete the folder {out} and write the shards again.") from None
             break
     if earlier is None and any(out.glob("shard-*.tar")):
         raise DatasetError(f"{out}: holds shard files without a {PLAN_NAME}; write into an empty folder.")
@@ -143,17 +148,41 @@ def write_shards(
         raise DatasetError(f"{twice} file(s) are listed more than once; keep one entry per file.")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with output_lock(out / INDEX_NAME):
+        return _write_all(recordings, out, max_shard_bytes, max_files_per_shard, seed, workers, progress)
+
+
+def _complete(path: Path, items: Sequence[_Planned]) -> bool:
+    """Whether an existing shard holds exactly its planned files, whole (else it is written again)."""
+    if not path.is_file():
+        return False
+    try:
+        keys = [r.key for r in read_shard(path, expected=len(items))]
+    except SingerIdError as exc:
+        log.warning("rewriting a damaged shard: %s", exc)
+        return False
+    if keys != [i.key for i in items]:
+        log.warning("rewriting %s: it does not hold its planned files", path)
+        return False
+    return True
+
+
+def _write_all(
+    recordings: Sequence[Recording], out: Path, max_shard_bytes: int, max_files_per_shard: int, seed: int,
+    workers: int, progress: bool,
+) -> list[Path]:
     plan, fingerprint = _plan(recordings, max_shard_bytes, max_files_per_shard, seed)
     _claim(out, fingerprint, len(plan))
-    for stale in out.glob(".shard*"):  # temp files of an interrupted run
-        stale.unlink()
     paths = [out / SHARD_NAME.format(i) for i in range(len(plan))]
-    todo = [i for i, p in enumerate(paths) if not p.is_file()]
+    for path in paths:  # temporary files an interrupted run of this plan left; nothing else is touched
+        for stale in out.glob(f".{path.name}.*"):
+            stale.unlink()
+    todo = [i for i, p in enumerate(paths) if not _complete(p, plan[i])]
     from tqdm import tqdm
 
     with tqdm(total=sum(len(plan[i]) for i in todo), unit="file", desc="shards", disable=not progress) as bar:
         if workers > 1 and len(todo) > 1:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            with process_pool(workers) as pool:
                 futures = {pool.submit(_write_shard, paths[i], plan[i]): i for i in todo}
                 try:
                     for future in as_completed(futures):

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import csv
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import astuple, fields
 from pathlib import Path
 
 from ...audio import SAMPLE_RATE, audio_info, write_audio
 from ...errors import AudioError, ConfigError
 from ...fileio import atomic_path
+from ...workers import pool_map
 from .params import (
     Section,
     SingerParams,
@@ -142,11 +141,9 @@ def generate_corpus(
                     results[(job[2], job[3])] = _render_job(job)
                     bar.update()
             else:
-                # Spawned workers: forking a parent that already runs torch threads can deadlock.
-                with ProcessPoolExecutor(max_workers=n_jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-                    for job, result in zip(todo, pool.map(_render_job, todo)):
-                        results[(job[2], job[3])] = result
-                        bar.update()
+                for job, result in zip(todo, pool_map(_render_job, todo, n_jobs)):
+                    results[(job[2], job[3])] = result
+                    bar.update()
     finally:
         # Also on interruption: the songs finished so far are listed, so a re-run skips them.
         if results:
