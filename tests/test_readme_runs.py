@@ -2,7 +2,9 @@
 
 The blocks run in one working folder that holds what they name (``a.wav``, ``data/vocals``, a
 VocalSet-style tree, the authors' checkpoint folder, ...), written from the built-in synthetic
-corpus; pretrained model names resolve through a model hub on 127.0.0.1. Only sizes change:
+corpus; pretrained model names resolve through a model hub on 127.0.0.1. What ``singerid demo``
+leaves in ``runs/demo`` is stood in for by a small calibrated model and held-out singers in the
+demo's layout. Only sizes change:
 :data:`SMALLER` lists every rewrite (fewer steps, fewer singers, one CPU instead of GPUs), and
 :data:`NOT_RUN` the blocks that are this test suite or the demo itself.
 """
@@ -20,6 +22,7 @@ from pathlib import Path
 import pytest
 from conftest import official_state_dict
 from hubserver import HubServer
+from serve_helpers import build_voice_model
 
 README = Path(__file__).parents[1] / "README.md"
 BLOCKS = [
@@ -31,8 +34,8 @@ BLOCKS = [
 NOT_RUN = {
     "make demo": "the main job itself: test_demo runs it at --quick size",
     "make test": "this test suite",
-    "singerid serve --model": "a server that runs until stopped: test_serve_browser runs it and drives its page",
-    "curl -s": "run verbatim against a real server by test_serve_browser",
+    "singerid serve --model": "a server that runs until stopped: test_serve_browser starts it and drives its page",
+    "curl -s": "requests to a running server: test_serve_browser runs these lines verbatim against one",
 }
 """A block holding one of these is not run, for the reason given."""
 
@@ -99,6 +102,8 @@ def _write_fixtures(root: Path) -> None:
     (root / "pretrained" / "byol" / "model.pt").write_bytes(_model_pt())
     (root / "pretrained" / "byol" / "hyperparams.yaml").write_bytes(HPARAMS)
     shutil.rmtree(corpus)
+    generate_corpus(root / "runs" / "demo" / "corpus" / "seed0" / "eval", 3, 2, song_seconds=8.0, seed=0, first_singer=40, progress=False)
+    build_voice_model(root / "runs" / "demo" / "latest" / "train" / "model")
 
 
 def _model_pt() -> bytes:

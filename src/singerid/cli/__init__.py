@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK  (lets argcomplete's global completion offer singerid's commands and options)
 """The ``singerid`` command: one subcommand per module in this package.
 
 Each command module defines ``NAME``, ``ORDER`` (its place in ``--help``), ``HELP``, ``EXAMPLE``, ``add_arguments(parser)`` and
@@ -79,11 +80,20 @@ doing the work (``benchmarks/results/paths.json``). Only the command line sets i
 process, while a program that imports singerid keeps its own environment."""
 
 
+def _complete(parser: argparse.ArgumentParser) -> None:
+    """Answer the shell's completion request (bash/zsh through argcomplete) and exit."""
+    import argcomplete
+
+    argcomplete.autocomplete(parser)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``singerid`` console script."""
     for key, value in IDLE_THREADS_SLEEP.items():
         os.environ.setdefault(key, value)
     parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:
+        _complete(parser)
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         # Report unknown options with the command's own usage, not the top-level one.
