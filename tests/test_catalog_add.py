@@ -75,3 +75,13 @@ def test_another_models_catalogue_is_refused(tmp_path, encoder):
     Catalog.create(tmp_path / "c", "someone-else", encoder.dim).close()
     with pytest.raises(CatalogError, match="another model"):
         Catalog.open_or_create(tmp_path / "c", encoder)
+
+
+def test_adding_known_content_with_a_label_labels_it(tmp_path, encoder):
+    path = write_audio(tmp_path / "a.wav", voiced_clip(200.0, 1.5, 0.8, seed=5))
+    with Catalog.open_or_create(tmp_path / "c", encoder) as cat:
+        cat.add(encoder, [path])
+        report = cat.add(encoder, [path], singer="ann")
+        assert report.relabelled == [str(path.absolute())] and not report.added
+        assert len(cat) == 1 and cat.singers() == {"ann": 1}
+        assert cat.add(encoder, [path], singer="ann").unchanged == [str(path.absolute())]

@@ -267,3 +267,15 @@ def test_the_catalogue_outlives_the_application(voice_model, tmp_path):
         who = client.post("/v1/identify", files={"audio": ("q.wav", wav(voice("tenor", 61)))}).json()
         assert who["singer"] == "Tenor"
         assert client.get(client.get("/v1/map").json()["points"][0]["audio"]).status_code == 200
+
+
+@pytest.mark.slow
+def test_two_services_share_one_catalogue_folder(voice_model, tmp_path):
+    catalog = tmp_path / "cat"
+    with TestClient(create_app(settings(voice_model, catalog))) as a, TestClient(create_app(settings(voice_model, catalog))) as b:
+        assert b.get("/v1/singers").json()["singers"] == []
+        files = [("audio", ("s.wav", wav(voice("soprano", 70))))]
+        assert a.post("/v1/enroll", data={"singer": "Soprano"}, files=files, headers=AUTH).status_code == 200
+        assert b.post("/v1/identify", files={"audio": ("q.wav", wav(voice("soprano", 71)))}).json()["singer"] == "Soprano"
+        assert b.delete("/v1/singers/Soprano", headers=AUTH).json()["removed"] == 1
+        assert a.get("/v1/singers").json()["singers"] == [] and a.get("/v1/map").json()["points"] == []

@@ -121,8 +121,9 @@ class Catalog:
         """Embed and add audio files (one transaction per file, so an interrupted add resumes).
 
         A file whose content is already catalogued is left alone (given ``singer`` as its new label
-        when that differs); a catalogued path whose content changed is re-embedded. ``singer``/``song`` label every file, or give one label per file.
-        ``windows`` also keeps each window's vector, for :meth:`search` with ``windows=True``.
+        when that differs); a catalogued path whose content changed is re-embedded. ``singer`` and
+        ``song`` label every file, or give one label per file. ``windows`` also keeps each window's
+        vector, for :meth:`search` with ``windows=True``.
         """
         from .ingest import add_files
 

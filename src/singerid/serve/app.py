@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -38,19 +37,18 @@ from .settings import DEFAULT_SEARCH_K, DEFAULT_TOP, MAX_RESULTS, ServeSettings
 from .store import ServiceCatalog, check_singer_name
 from .uploads import UploadDir, UploadError, public_message
 
-log = logging.getLogger(__name__)
-
 KNOWN_PATHS = frozenset({*INFERENCE_PATHS, "/v1/singers", "/v1/map", "/health", "/metrics", "/"})
 Audio = Annotated[UploadFile, File(description="a recording in any format singerid reads (WAV, FLAC, OGG, MP3, ...)")]
 ERRORS = {status: {"model": schemas.Problem} for status in (401, 403, 409, 413, 422, 503)}
 
 
 class Service:
-    """Everything one running service holds: settings, the inference pool, the catalogue, counters."""
+    """What one running service holds: settings, the inference pool (started, model loaded), the
+    catalogue and the upload folder. Model errors surface here, before the service listens."""
 
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
-        self.pool = InferencePool(settings.model, settings.workers, settings.threads, settings.device)
+        self.pool = InferencePool(settings.model, settings.workers, settings.threads, settings.device, settings.max_seconds)
         try:
             self.model = self.pool.start()
             self.catalog = ServiceCatalog(settings.catalog, self.model["fingerprint"], self.model["dim"], settings.backend)
@@ -75,7 +73,7 @@ def _problem(status: int, detail: str, headers: dict | None = None) -> JSONRespo
 def create_app(settings: ServeSettings | None = None, service: Service | None = None) -> FastAPI:
     """The application for ``settings`` (its service starts with the app), or around a started ``service``."""
     if (settings is None) == (service is None):
-        raise ConfigError("create_app needs settings or a started service, not both.")
+        raise ConfigError("give create_app either settings or a started service.")
     settings = settings or service.settings
     holder: dict[str, Service] = {}
 

@@ -38,7 +38,7 @@ def _watch_parent(parent: int) -> None:
     os._exit(0)
 
 
-def _init(model: str, device: str, threads: int, parent: int) -> None:
+def _init(model: str, device: str, threads: int, max_seconds: float, parent: int) -> None:
     """Runs once in each inference process: load the model (errors are kept for the first job)."""
     global _ENCODER
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
@@ -48,7 +48,7 @@ def _init(model: str, device: str, threads: int, parent: int) -> None:
     from ..infer import load_model
 
     try:
-        _ENCODER = load_model(model, device=device)
+        _ENCODER = load_model(model, device=device, max_seconds=max_seconds)
     except Exception as exc:  # kept and raised by every job, so the web process reports it
         _ENCODER = exc if isinstance(exc, SingerIdError) else SingerIdError(f"{model}: cannot load the model ({exc}).")
 
@@ -81,7 +81,7 @@ def measure(path: str, windows: bool = False) -> dict:
     from ..vectors import l2_normalize
 
     enc = _encoder()
-    audio = load_audio(path, max_clipped=None)
+    audio = load_audio(path, max_clipped=None, max_seconds=enc.max_seconds)
     win = enc.embed_windows(audio, source=path)
     out = {
         "embedding": l2_normalize(win.embeddings.mean(0)),
@@ -99,10 +99,12 @@ def verify(path_a: str, path_b: str, threshold: float | None) -> dict:
 
 
 class InferencePool:
-    """``workers`` processes running the model with ``threads`` torch threads each."""
+    """``workers`` processes running the model with ``threads`` torch threads each; recordings longer
+    than ``max_seconds`` are refused there too (the web process checks file headers first)."""
 
-    def __init__(self, model: str, workers: int, threads: int, device: str = "cpu") -> None:
+    def __init__(self, model: str, workers: int, threads: int, device: str = "cpu", max_seconds: float | None = None) -> None:
         self.model, self.workers, self.threads, self.device = model, workers, threads, device
+        self.max_seconds = max_seconds
         self._lock = threading.Lock()
         self._executor = self._new_executor()
         self.info: dict = {}
@@ -112,7 +114,7 @@ class InferencePool:
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init,
-            initargs=(self.model, self.device, self.threads, os.getpid()),
+            initargs=(self.model, self.device, self.threads, self.max_seconds, os.getpid()),
         )
 
     def start(self) -> dict:

@@ -4,7 +4,8 @@ Enrolled uploads are kept (so the map can play them) under ``<catalogue>/audio/<
 written and synced before the catalogue transaction that records them: an enrolment answered with
 success is on disk, and an interrupted one leaves no entry. Files no entry refers to (from an
 interrupted enrolment or a deleted singer) are removed when the service starts. One lock
-serialises the catalogue's calls, which the web process makes from worker threads.
+serialises the catalogue's calls, which the web process makes from worker threads; a file lock
+keeps services sharing the folder from removing each other's files between copy and commit.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from filelock import FileLock
 
 from ..catalog import Catalog, CatalogError, Record
 from ..errors import ConfigError
@@ -24,14 +26,15 @@ from ..profiles import UNKNOWN
 from .uploads import MAX_NAME_CHARS, Upload
 
 AUDIO_DIR = "audio"
+AUDIO_LOCK = "audio.lock"
 HASH_CHUNK = 1 << 20
 
 
 def check_singer_name(name: str) -> str:
     """A singer label as given, stripped; refuse empty, over-long, control characters and 'unknown'."""
     name = (name or "").strip()
-    if not name or len(name) > MAX_NAME_CHARS or any(ord(c) < 32 for c in name):
-        raise ConfigError(f"singer name {name[:40]!r}: give 1 to {MAX_NAME_CHARS} printable characters.")
+    if not name or len(name) > MAX_NAME_CHARS or any(ord(c) < 32 or c == "/" for c in name):
+        raise ConfigError(f"singer name {name[:40]!r}: give 1 to {MAX_NAME_CHARS} printable characters, no '/'.")
     if name == UNKNOWN:
         raise ConfigError(f"'{UNKNOWN}' is reserved for recordings no enrolled singer matches; choose another name.")
     return name
@@ -52,11 +55,13 @@ class ServiceCatalog:
         self.folder = Path(folder)
         self.audio = self.folder / AUDIO_DIR
         self.lock = threading.Lock()
+        self.files_lock = FileLock(str(self.folder / AUDIO_LOCK))
         if (self.folder / "catalog.sqlite").is_file():
             self.catalog = Catalog.open(self.folder, model_fingerprint=fingerprint, backend=backend)
         else:
             self.catalog = Catalog.create(self.folder, fingerprint, dim, backend=backend or "exact")
-        self._remove_unreferenced()
+        with self.files_lock:
+            self._remove_unreferenced()
 
     def close(self) -> None:
         with self.lock:
@@ -99,7 +104,7 @@ class ServiceCatalog:
         """Add the measured uploads under ``singer`` in one transaction; files already enrolled for
         this singer (same content) are skipped."""
         digests = [_sha256(u.path) for u in uploads]
-        with self.lock:
+        with self.lock, self.files_lock:
             have = {(r.content_hash, r.singer) for r in self.catalog.records()}
             new = [i for i, d in enumerate(digests) if (d, singer) not in have and d not in digests[:i]]
             records = [
@@ -113,15 +118,15 @@ class ServiceCatalog:
 
     def remove_singer(self, singer: str) -> int:
         """Remove every entry labelled ``singer`` and the kept files only they used; 0 when there is none."""
-        with self.lock:
+        with self.lock, self.files_lock:
             paths = [r.path for r in self.catalog.records() if r.singer == singer]
             removed = self.catalog.remove(singer=singer) if paths else 0
             still = {r.path for r in self.catalog.records()}
-        for p in paths:
-            if self._is_ours(p) and p not in still:
-                Path(p).unlink(missing_ok=True)
-                if Path(p).parent.is_dir() and not any(Path(p).parent.iterdir()):
-                    Path(p).parent.rmdir()
+            for p in paths:
+                if self._is_ours(p) and p not in still:
+                    Path(p).unlink(missing_ok=True)
+                    if Path(p).parent.is_dir() and not any(Path(p).parent.iterdir()):
+                        Path(p).parent.rmdir()
         return removed
 
     # -- reading ----------------------------------------------------------------------------
