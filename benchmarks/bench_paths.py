@@ -177,7 +177,7 @@ def run(quick: bool = False) -> dict:
     batches = (1, 2) if quick else (1, 64)
     threads = (1,) if quick else (1, 2)
     with tempfile.TemporaryDirectory() as tmp:
-        result = bench_paths(backbone, Path(tmp), batches, threads, repeats=1 if quick else 6)
+        result = bench_paths(backbone, Path(tmp), batches, threads, repeats=1 if quick else 4)
         result["omp_wait_policy"] = omp_wait_policy(Path(tmp) / backbone, 2 if quick else 16)
     load = os.getloadavg()
     return {"backbone": backbone, "clip_seconds": CLIP_SECONDS, "quick": quick,

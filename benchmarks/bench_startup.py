@@ -95,7 +95,7 @@ def _inputs(folder: Path) -> tuple[Path, Path]:
 
 
 def run(quick: bool = False) -> dict:
-    repeats = 1 if quick else 7
+    repeats = 1 if quick else 5
     backbones = ("cpu_small",) if quick else ("cpu_small", "efficientnet_b0")
     result: dict = {"clip_seconds": CLIP_SECONDS, "quick": quick, "commands": {}, "phases": {}}
     with tempfile.TemporaryDirectory() as tmp:

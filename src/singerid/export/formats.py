@@ -15,6 +15,9 @@ Official-compat models divide the log-mel by its maximum over the whole batch (t
 implementation does so). Export keeps that behaviour unchanged, so their exported embeddings
 also depend on the other clips in a batch; call them one clip at a time for batch-independent
 results. The metadata records it as ``"batch_dependent": true``.
+
+``precision`` makes faster, less exact files (int8 ONNX, bf16 TorchScript; see
+:mod:`singerid.export.precision`), each judged by an accuracy guard before it is written.
 """
 
 from __future__ import annotations
