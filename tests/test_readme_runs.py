@@ -51,6 +51,10 @@ SMALLER: list[tuple[str, str]] = [
     (r"MASTER_ADDR=node0", "MASTER_ADDR=127.0.0.1"),
     (r"--workers 8", "--workers 1"),
     (r'"max_steps=\d+"', '"max_steps=2", "batch_size=4", "num_workers=0", "crop_seconds=2.0"'),
+    # A model trained for two steps scores every pair alike, so int8 cannot pass the accuracy guard
+    # (which test_precision checks on its own); the export itself still runs.
+    (r"--precision int8 ", "--precision int8 --allow-failed-guard "),
+    (r'precision="int8"\)', 'precision="int8", allow_failed_guard=True)'),
 ]
 """Size rewrites applied to every line before it runs (regex, replacement)."""
 
