@@ -50,6 +50,7 @@ SMALLER: list[tuple[str, str]] = [
     (r"num_nodes=4", "num_nodes=1"),
     (r"MASTER_ADDR=node0", "MASTER_ADDR=127.0.0.1"),
     (r"--workers 8", "--workers 1"),
+    (r"--n-clusters 8", "--n-clusters 3"),
     (r'"max_steps=\d+"', '"max_steps=2", "batch_size=4", "num_workers=0", "crop_seconds=2.0"'),
     # A model trained for two steps scores every pair alike, so int8 cannot pass the accuracy guard
     # (which test_precision checks on its own); the export itself still runs.
