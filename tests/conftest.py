@@ -65,3 +65,11 @@ def official_state_dict(seed: int = 0) -> dict:
         state["feature_extractor.spec_layer.mel_basis"] = torch.rand(128, 1025)
         state["feature_extractor.spec_layer.window_mask"] = torch.rand(2048)
     return state
+
+
+@pytest.fixture(scope="session")
+def voice_model(tmp_path_factory):
+    """A small model that tells the three built-in test voices apart, with a calibrated threshold (see serve_helpers)."""
+    from serve_helpers import build_voice_model
+
+    return build_voice_model(tmp_path_factory.mktemp("voice_model") / "model")

@@ -11,7 +11,7 @@ from benchmarks.run_all import main
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["synth", "augment", "loading", "models", "embed", "scaling", "train", "memory"])
+@pytest.mark.parametrize("name", ["synth", "augment", "loading", "models", "embed", "scaling", "train", "paths", "startup", "catalog", "serve", "memory"])
 def test_benchmark_runs_quick_and_writes_json(tmp_path, name):
     assert main(["--quick", "--only", name, "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / f"{name}.json").read_text())

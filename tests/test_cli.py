@@ -70,3 +70,18 @@ def test_every_argument_and_option_of_every_command_has_help_text():
         if not isinstance(action, argparse._HelpAction) and not action.help
     ]
     assert not missing, f"arguments without help text: {missing}"
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [("singerid ver", {"verify"}), ("singerid verify a.wav b.wav --thr", {"--threshold"}), ("singerid catalog s", {"search"})],
+)
+def test_the_shell_completes_commands_and_options(tmp_path, line, expected):
+    import os
+
+    answer = tmp_path / "completions"
+    env = {**os.environ, "_ARGCOMPLETE": "1", "COMP_LINE": line, "COMP_POINT": str(len(line)),
+           "_ARGCOMPLETE_STDOUT_FILENAME": str(answer)}  # fmt: skip
+    subprocess.run([sys.executable, "-m", "singerid"], env=env, capture_output=True, timeout=120)
+    offered = {word.strip() for word in answer.read_text().split("\013")}
+    assert expected <= offered, offered

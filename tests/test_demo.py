@@ -155,3 +155,24 @@ def test_stage_clock_estimates_from_measured_pace_and_never_goes_negative(monkey
     clock.end("evaluation")  # one stage too many still reads 0, not a negative time
     assert clock.remaining_minutes() == 0.0
     assert "seed 2/2" in capsys.readouterr().out
+
+
+def test_validation_curves_are_read_per_seed_and_tabulated(tmp_path):
+    from singerid.demo import curves_markdown, plot_curves, validation_curve
+
+    logs = tmp_path / "seed0" / "train" / "logs"
+    logs.mkdir(parents=True)
+    # Lightning's CSV log: training rows without val/eer, validation rows with it, steps out of order.
+    (logs / "metrics.csv").write_text(
+        "epoch,step,train/loss,val/eer\n0,99,1.5,\n0,199,,0.25\n0,99,,0.40\n0,150,1.2,\n", encoding="utf-8"
+    )
+    curve = validation_curve(tmp_path / "seed0" / "train")
+    assert curve == [(99, 0.40), (199, 0.25)]
+    assert validation_curve(tmp_path / "missing") == []
+    curves = {"seed 0": curve, "seed 1": [(99, 0.30)]}
+    plot = plot_curves(curves, tmp_path / "validation.png")
+    assert plot is not None and plot.stat().st_size > 0
+    table = curves_markdown(curves, plot)
+    assert "| 99 | 40.0 | 30.0 |" in table and "| 199 | 25.0 | – |" in table
+    assert "![validation EER](validation.png)" in table
+    assert plot_curves({"seed 0": []}, tmp_path / "none.png") is None and curves_markdown({"seed 0": []}, None) == ""

@@ -14,7 +14,7 @@ PACKAGE = Path(singerid.__file__).parent
 MAX_LINES = 500
 
 FOUNDATIONS = {"errors", "fileio", "configio", "records", "audio", "vectors", "praat", "quality", "workers"}
-LAYERS = ["data", "model", "profiles", "infer", "extract", "eval", "similarity", "training", "catalog", "export", "serve", "demo", "cli"]
+LAYERS = ["data", "model", "profiles", "infer", "extract", "catalog", "eval", "similarity", "training", "export", "serve", "demo", "cli"]
 """Top-level modules and folders from the bottom up: each imports only its own folder, the
 foundations and the entries before it. Evaluation sits below training because training's
 validation measures its EER with evaluation's metrics. ``singerid/__init__``, ``__main__`` and

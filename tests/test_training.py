@@ -1,16 +1,18 @@
 from __future__ import annotations
 
 import csv
+import signal
 
 import numpy as np
 import pytest
 import torch
 
 from singerid.data.datasets import discover
-from singerid.errors import CheckpointError, ConfigError
+from singerid.errors import CheckpointError, ConfigError, TrainingInterrupted
 from singerid.model.artifact import load_artifact
 from singerid.training import METHODS, builtin_configs, load_config, train
 from singerid.training.config import TrainConfig
+from singerid.training.module import SSLModule
 
 TINY = [
     "model.backbone=cpu_small",
@@ -57,6 +59,33 @@ def test_resume_equals_uninterrupted_run(tmp_path, tone_corpus):
     assert first.steps == 2
     resumed = train(_tiny("vicreg", 4, "checkpoint_every=2", "augment.noise_p=0.5"), recordings, tmp_path / "b", resume=True, progress=False)
     assert resumed.steps == 4
+    a = load_artifact(straight.artifact).net.state_dict()
+    b = load_artifact(resumed.artifact).net.state_dict()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes_to_the_uninterrupted_result(tmp_path, tone_corpus, monkeypatch):
+    recordings = discover(tone_corpus)
+    cfg = _tiny("vicreg", 6, "checkpoint_every=100", "augment.noise_p=0.5")
+    straight = train(cfg, recordings, tmp_path / "a", progress=False)
+    step = SSLModule.training_step
+
+    def interrupted_step(self, batch, batch_idx):
+        if self.global_step == 3:
+            signal.raise_signal(signal.SIGINT)  # what Ctrl-C delivers, during the fourth step
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(SSLModule, "training_step", interrupted_step)
+    with pytest.raises(TrainingInterrupted, match="stopped at step 4 of 6") as stopped:
+        train(cfg, recordings, tmp_path / "b", progress=False)
+    assert stopped.value.checkpoint == str(tmp_path / "b" / "checkpoints" / "last.ckpt")
+    assert torch.load(stopped.value.checkpoint, weights_only=True)["global_step"] == 4
+    assert not (tmp_path / "b" / "model").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    monkeypatch.undo()
+    resumed = train(cfg, recordings, tmp_path / "b", resume=True, progress=False)
+    assert resumed.steps == 6
     a = load_artifact(straight.artifact).net.state_dict()
     b = load_artifact(resumed.artifact).net.state_dict()
     for key in a:
@@ -139,6 +168,18 @@ def test_a_sample_rate_other_than_the_library_rate_is_refused(setting, capsys):
     assert main(["train", "--config", "demo", "--data", "x", "--out", "y", "--set", setting, "--print-config"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and setting in err[0] and "44100 Hz" in err[0]
+
+
+def test_train_command_prints_its_progress_without_lightning_chatter(tmp_path, tone_corpus, capfd):
+    from singerid.cli import main
+
+    overrides = [arg for item in TINY for arg in ("--set", item)]
+    command = ["train", "--config", "demo", "--data", str(tone_corpus), "--out", str(tmp_path / "run"), *overrides]
+    assert main([*command, "--set", "max_steps=2", "--set", "checkpoint_every=2"]) == 0
+    out, err = capfd.readouterr()
+    assert "trained 2 steps" in out
+    for chatter in ("GPU available", "Tip:", "LeafSpec", "Epoch 0/", "Validation DataLoader"):
+        assert chatter not in out + err, chatter
 
 
 def test_resume_with_other_settings_is_refused(tmp_path, tone_corpus):

@@ -39,6 +39,7 @@ _LAZY = {
     "segment_recordings": "data.datasets",
     "generate_corpus": "data.synth",
     "export_model": "export.formats",
+    "Catalog": "catalog",
 }
 
 __all__ = [

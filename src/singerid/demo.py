@@ -214,7 +214,7 @@ def _evaluate(run: Path, s: DemoSettings, eval_files: list[Recording], model: Pa
     ]
     settings = EvaluationSettings(
         condition=s.condition, seed=s.seed, n_boot=500, training_log=run / "train" / "logs" / "metrics.csv",
-        decisions=calibration,
+        decisions=calibration, cluster=True,
     )
     extra = {"demo": {"settings": to_dict(s), "seed": s.seed}}
     return run_evaluation(systems, segments, run, settings, progress=progress, extra_results=extra).evaluation
@@ -274,7 +274,8 @@ def run_demo(
         all_results.append(results)
         print(markdown_table(results), flush=True)
     if seeds > 1:
-        write_text(run / "summary.md", summary_table(all_results))
+        curves = {f"seed {settings.seed + k}": validation_curve(run / f"seed{settings.seed + k}" / "train") for k in range(seeds)}
+        write_text(run / "summary.md", summary_table(all_results) + curves_markdown(curves, plot_curves(curves, run / "validation.png")))
         write_text(run / "summary.json", json.dumps(summarise(all_results), indent=2) + "\n")
         print(summary_table(all_results), flush=True)
     state["complete"] = True
@@ -284,6 +285,58 @@ def run_demo(
     model = run / "train" / "model" if seeds == 1 else run / "seed*" / "train" / "model"
     print(f"done: report {report}; model {model}; {root / 'latest'} points to this run")
     return run
+
+
+def validation_curve(train_dir: Path) -> list[tuple[int, float]]:
+    """``(step, validation EER)`` of one training run, from its ``logs/metrics.csv``, in step order."""
+    import csv
+
+    path = Path(train_dir) / "logs" / "metrics.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get("val/eer")]
+    return sorted({int(r["step"]): float(r["val/eer"]) for r in rows}.items())
+
+
+def plot_curves(curves: dict[str, list[tuple[int, float]]], path: Path) -> Path | None:
+    """Validation EER against training step, one line per seed; None when no run validated."""
+    if not any(curves.values()):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, points in curves.items():
+        if points:
+            steps, values = zip(*points)
+            ax.plot(steps, [100 * v for v in values], marker="o", label=name)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("validation EER %")
+    ax.set_title("Validation EER during training")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def curves_markdown(curves: dict[str, list[tuple[int, float]]], plot: Path | None) -> str:
+    """Markdown table of validation EER per step and seed (a late take-off shows as a slow fall)."""
+    steps = sorted({step for points in curves.values() for step, _ in points})
+    if not steps:
+        return ""
+    lines = ["", "Validation EER % during training (per seed):", "", "| step | " + " | ".join(curves) + " |",
+             "|---:|" + "---:|" * len(curves)]
+    for step in steps:
+        cells = [f"{100 * dict(points)[step]:.1f}" if step in dict(points) else "–" for points in curves.values()]
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    if plot is not None:
+        lines += ["", f"![validation EER]({plot.name})"]
+    return "\n".join(lines) + "\n"
 
 
 def _point_latest(root: Path, run: Path) -> None:

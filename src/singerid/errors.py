@@ -31,5 +31,13 @@ class TrialsError(SingerIdError):
     """A trial list that cannot be built or does not match the data."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C after saving a checkpoint; ``checkpoint`` is where, resume from it."""
+
+    def __init__(self, message: str, checkpoint: str) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
+
+
 class OutputError(SingerIdError):
     """An output that cannot be written now: locked by another run, or partial work made with other settings."""

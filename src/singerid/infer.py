@@ -35,7 +35,7 @@ from .data.items import FileAudio, SegmentAudio
 from .errors import AudioError, ConfigError
 from .model.artifact import Artifact, load_artifact
 from .model.backbones import CPU_PIECES, fused_for_inference
-from .model.calibration import Calibration
+from .model.calibration import Calibration, decision_threshold
 from .model.hub import resolve_model
 from .profiles import UNKNOWN, Gallery, Match, SingerProfile
 from .quality import Quality, assess
@@ -402,11 +402,10 @@ class SingerEncoder:
     def decision_threshold(self, threshold: float | None, seconds: tuple[float, float]) -> tuple[float | None, str]:
         """The threshold to decide with for two sides of ``seconds``, and where it comes from:
         ``threshold`` when given, else the calibrated EER threshold, else ``(None, "none")``."""
-        if threshold is not None:
-            return float(threshold), "given"
-        if self.calibration is None and "eer" not in self.artifact.calibration.get("thresholds", {}):
-            return None, "none"
-        return self.threshold("eer", seconds), "calibration"
+        try:
+            return decision_threshold(self.artifact.calibration, threshold, seconds)
+        except ConfigError as exc:
+            raise ConfigError(f"{self.artifact.path}: {exc}") from exc
 
     def verify(self, a: ClipLike, b: ClipLike, threshold: float | None = None, sample_rate: int = SAMPLE_RATE) -> Verification:
         """Same singer? The score, and a decision at ``threshold`` or else at the calibrated EER

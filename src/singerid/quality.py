@@ -44,14 +44,38 @@ class Quality:
         }
 
 
+WELCH_SEGMENT = 4096
+"""Samples per segment of the averaged spectrum (Welch's method, half-overlapping Hann windows)."""
+
+
+def welch_psd(x: np.ndarray, sample_rate: int, nperseg: int, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """One-sided power spectral density by Welch's method, as ``scipy.signal.welch`` with its
+    defaults (periodic Hann window, half overlap, mean removed per segment, density scaling).
+
+    Written out with numpy so that the inference path does not import ``scipy.signal`` (which pulls
+    in ``scipy.stats``, a large share of a one-off command's start-up). Segments are transformed
+    ``block`` at a time, so memory stays bounded for long recordings.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(nperseg) / nperseg)
+    step = nperseg - nperseg // 2
+    starts = np.arange(0, len(x) - nperseg + 1, step)
+    total = np.zeros(nperseg // 2 + 1)
+    for first in range(0, len(starts), block):
+        segs = np.lib.stride_tricks.sliding_window_view(x, nperseg)[starts[first : first + block]]
+        segs = (segs - segs.mean(axis=1, keepdims=True)) * window
+        total += np.sum(np.abs(np.fft.rfft(segs, axis=1)) ** 2, axis=0)
+    power = total / (len(starts) * sample_rate * np.sum(window**2))
+    power[1 : None if nperseg % 2 else -1] *= 2
+    return np.fft.rfftfreq(nperseg, 1 / sample_rate), power
+
+
 def effective_bandwidth(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
     """Highest frequency (Hz) whose averaged level is within :data:`CONTENT_FLOOR_DB` of the loudest band."""
-    from scipy.signal import welch
-
     x = np.asarray(audio, dtype=np.float64)
     if not np.any(x):
         return 0.0
-    freqs, power = welch(x, fs=sample_rate, nperseg=min(4096, len(x)))
+    freqs, power = welch_psd(x, sample_rate, min(WELCH_SEGMENT, len(x)))
     level = 10 * np.log10(np.maximum(power, 1e-300))
     content = np.nonzero(level >= level.max() - CONTENT_FLOOR_DB)[0]
     return float(freqs[content[-1]])

@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK  (lets argcomplete's global completion offer singerid's commands and options)
 """The ``singerid`` command: one subcommand per module in this package.
 
 Each command module defines ``NAME``, ``ORDER`` (its place in ``--help``), ``HELP``, ``EXAMPLE``, ``add_arguments(parser)`` and
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 from types import ModuleType
@@ -73,10 +75,28 @@ def _log_to_stderr() -> None:
         logger.propagate = False
 
 
+IDLE_THREADS_SLEEP = {"OMP_WAIT_POLICY": "PASSIVE"}
+"""Set (unless the user set them) before a command imports torch. Idle OpenMP threads then sleep
+instead of spinning; on a CPU shared with other work, spinning threads take cores from the ones
+doing the work (``benchmarks/results/paths.json``). Only the command line sets it: it owns its
+process, while a program that imports singerid keeps its own environment."""
+
+
+def _complete(parser: argparse.ArgumentParser) -> None:
+    """Answer the shell's completion request (bash/zsh through argcomplete) and exit."""
+    import argcomplete
+
+    argcomplete.autocomplete(parser)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``singerid`` console script."""
+    for key, value in IDLE_THREADS_SLEEP.items():
+        os.environ.setdefault(key, value)
     parser = build_parser()
     _Parser.argv = list(sys.argv[1:] if argv is None else argv)
+    if "_ARGCOMPLETE" in os.environ:
+        _complete(parser)
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         # Report unknown options with the command's own usage, not the top-level one.
@@ -87,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     _log_to_stderr()
     try:
         return int(args._run(args) or 0)
-    except KeyboardInterrupt:
-        print(f"singerid {args.command}: interrupted; re-run the same command to resume.", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"singerid {args.command}: interrupted; {exc or 're-run the same command to resume.'}", file=sys.stderr)
         return 130
     except Exception as exc:
         known = describe(exc)

@@ -27,11 +27,15 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from ..demo import QUICK, DemoSettings, run_demo
+    from ..errors import TrainingInterrupted
 
     settings = DemoSettings(seed=args.seed)
     if args.quick:
         settings = dataclasses.replace(settings, **QUICK)
     changes = {"method": args.method, "backbone": args.backbone, "max_steps": args.steps}
     settings = dataclasses.replace(settings, **{k: v for k, v in changes.items() if v is not None})
-    run_demo(settings, out_root=args.out, data=args.data, seeds=args.seeds, progress=not args.no_progress)
+    try:
+        run_demo(settings, out_root=args.out, data=args.data, seeds=args.seeds, progress=not args.no_progress)
+    except TrainingInterrupted as exc:
+        raise TrainingInterrupted(f"{exc}; re-run the same command to continue from it", exc.checkpoint) from None
     return 0

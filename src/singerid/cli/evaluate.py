@@ -51,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     arg("--invariance", nargs="*", metavar="TRANSFORM", default=None,
         help="also run invariance probes (pitch/formant shift, tempo, noise, band-limit, codecs, reverb) "
         "on every system; optionally name the transforms (default: all). Written to OUT/invariance.md")
+    arg("--cluster", action="store_true",
+        help="also cluster each system's segments by singer without labels; ARI, NMI, purity in the report")
     arg("--map", choices=MAP_METHODS, default="auto",
         help="2-D map of embeddings; auto: UMAP if installed, else t-SNE (default: %(default)s)")
     arg("--training-log", help="Lightning metrics.csv (or the run folder) for a loss curve in the report")
@@ -119,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir, map_method=args.map, training_log=args.training_log,
         invariance=args.invariance, calibrate=args.model if args.calibrate else None,
         decisions=None if args.calibrate or not args.model else stored_calibration(args.model),
+        cluster=args.cluster,
     )  # fmt: skip
     systems = [make_system(s, seed=args.seed, device=args.device) for s in specs]
     result = run_evaluation(systems, segments, args.out, settings, progress=not args.no_progress)

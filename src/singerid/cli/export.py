@@ -30,6 +30,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Runtime), as the ONNX STFT operator, or as a convolution",
     )
     parser.add_argument("--no-check", action="store_true", help="skip the parity check")
+    parser.add_argument(
+        "--precision", choices=("fp32", "int8", "int8-dynamic", "bf16"), default="fp32",
+        help="numeric precision: fp32 (default); int8 (ONNX, static quantization calibrated on the built-in "
+        "corpus) or int8-dynamic (ONNX); bf16 (TorchScript, CPUs with native bf16 only). Anything but fp32 must "
+        "pass the accuracy guard against fp32",
+    )
+    parser.add_argument(
+        "--allow-failed-guard", action="store_true",
+        help="write a non-fp32 export even when it fails the accuracy guard (the metadata records the failure)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,15 +51,18 @@ def run(args: argparse.Namespace) -> int:
     result = export_model(
         args.model, args.out, args.format, verify=not args.no_check,
         lengths=args.parity_lengths, batch_sizes=args.parity_batch_sizes, onnx_stft=args.onnx_stft,
+        precision=args.precision, allow_failed_guard=args.allow_failed_guard,
     )
     meta = result.metadata
     print(
         f"exported {meta['backbone']} ({meta['embedding_dim']}-d, model {meta['model_fingerprint'][:12]}) "
-        f"as {result.format} -> {result.path}"
+        f"as {result.format}, precision {meta['precision']} -> {result.path}"
     )
+    if result.guard is not None:
+        print(result.guard.summary())
     if result.max_abs_diff is not None:
         print(
-            f"parity vs eager PyTorch: max |diff| {result.max_abs_diff:.2e} (tolerance {PARITY_TOLERANCE:g}) over "
+            f"parity vs eager PyTorch{' (fp32 graph, before quantizing)' if meta['precision'] != 'fp32' else ''}: max |diff| {result.max_abs_diff:.2e} (tolerance {PARITY_TOLERANCE:g}) over "
             f"lengths {args.parity_lengths} x batch sizes {args.parity_batch_sizes}"
         )
     if meta["batch_dependent"]:

@@ -23,7 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("clip", help="the recording to identify")
     add_model_option(parser)
     add_window_options(parser)
-    parser.add_argument("--profiles", required=True, help="profiles .npz written by `singerid enroll`")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--profiles", help="profiles .npz written by `singerid enroll`")
+    where.add_argument("--catalog", help="catalogue folder instead: its singer-labelled entries are the profiles")
     parser.add_argument(
         "--threshold", type=float, default=None,
         help="accept the best singer at this cosine score (default: the model's calibrated threshold for these lengths)",
@@ -36,9 +38,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..profiles import UNKNOWN, Gallery
 
-    result = load_encoder(args).identify(
-        args.clip, Gallery.load(args.profiles), open_set=not args.closed_set, threshold=args.threshold, top=args.top
-    )
+    encoder = load_encoder(args)
+    if args.catalog:
+        from ..catalog import Catalog
+
+        with Catalog.open(args.catalog, encoder.artifact.fingerprint, readonly=True) as cat:
+            result = encoder.identify(args.clip, cat.gallery(), open_set=not args.closed_set, threshold=args.threshold, top=args.top)
+    else:
+        result = encoder.identify(
+            args.clip, Gallery.load(args.profiles), open_set=not args.closed_set, threshold=args.threshold, top=args.top
+        )
     warn_about_quality(args.clip, result.quality)
     if args.json:
         print(json.dumps(result.to_dict()))

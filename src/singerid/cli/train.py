@@ -28,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from ..data.datasets import discover
+    from ..errors import TrainingInterrupted
     from ..training import load_config, train
 
     cfg = load_config(args.config, args.overrides)
@@ -42,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
         data = args.data[0]  # streamed, see singerid.data.shards
     else:
         data = [r for source in args.data for r in discover(source, "manifest" if Path(source).is_file() else args.layout)]
-    result = train(cfg, data, args.out, resume=args.resume)
+    try:
+        result = train(cfg, data, args.out, resume=args.resume)
+    except TrainingInterrupted as exc:
+        raise TrainingInterrupted(f"{exc}; add --resume to the same command to continue", exc.checkpoint) from None
     print(f"trained {result.steps} steps; model: {result.artifact}; logs: {result.log_dir}; checkpoint: {result.checkpoint}")
     return 0

@@ -46,6 +46,9 @@ class EvaluationSettings:
     decisions: Calibration | None = None
     """A calibration whose decisions to measure on the first system (false-accept / false-reject
     rates at its thresholds, for clips and for whole recordings)."""
+    cluster: bool = False
+    """Also cluster each system's segments by singer without labels and score the clusters
+    (:func:`singerid.eval.cluster_run.evaluation_clustering`)."""
 
 
 @dataclass
@@ -85,6 +88,10 @@ class EvaluationRun:
             )
         if self.decisions is not None:
             lines.append(decisions_markdown(self.decisions))
+        if self.evaluation.get("clustering"):
+            from .cluster_run import clustering_markdown
+
+            lines.append(clustering_markdown(self.evaluation["clustering"]))
         lines.append(f"wrote {', '.join(str(p) for p in self.written)} and plots to {self.out}")
         if self.trials_file is not None:
             lines.append(f"trial list: {self.trials_file}")
@@ -119,6 +126,10 @@ def run_evaluation(
     result = EvaluationRun(evaluation=evaluation, out=out, report=out / "report.md")
     if s.calibrate is not None or s.decisions is not None:
         _decide(result, systems[0], segments, s, out)
+    if s.cluster:
+        from .cluster_run import evaluation_clustering
+
+        evaluation["clustering"] = evaluation_clustering(evaluation.arrays, calibration=s.decisions, seed=s.seed)
     if s.trials is None:
         result.trials_file = write_trials(out / "trials.txt", evaluation.arrays.trials)
     result.report = write_report(out, evaluation, training_log=s.training_log, map_method=s.map_method, seed=s.seed)

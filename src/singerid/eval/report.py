@@ -124,6 +124,10 @@ def _markdown(results: dict, plots: Sequence[tuple[str, str]]) -> str:
     ]
     if results.get("decisions"):
         parts += ["## Decisions at the calibrated threshold\n", decisions_markdown(results["decisions"])]
+    if results.get("clustering"):
+        from .cluster_run import clustering_markdown
+
+        parts += ["## Clustering by singer\n", clustering_markdown(results["clustering"])]
     for title, name in plots:
         parts.append(f"## {title}\n\n![{title}]({name})\n")
     notes = list(results.get("warnings", [])) + [

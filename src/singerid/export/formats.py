@@ -15,6 +15,9 @@ Official-compat models divide the log-mel by its maximum over the whole batch (t
 implementation does so). Export keeps that behaviour unchanged, so their exported embeddings
 also depend on the other clips in a batch; call them one clip at a time for batch-independent
 results. The metadata records it as ``"batch_dependent": true``.
+
+``precision`` makes faster, less exact files (int8 ONNX, bf16 TorchScript; see
+:mod:`singerid.export.precision`), each judged by an accuracy guard before it is written.
 """
 
 from __future__ import annotations
@@ -40,6 +43,16 @@ from ..model.artifact import Artifact, load_artifact
 from ..model.backbones import CPU_PIECES
 from ..model.hub import resolve_model
 from ..vectors import l2_normalize
+from .guard import GuardResult
+from .precision import (
+    QUANTIZE_MODE,
+    Bf16Backbone,
+    check_precision,
+    guarded_metadata,
+    judge,
+    quantize_in_place,
+    reference_embedder,
+)
 
 FORMATS = ("onnx", "torchscript")
 EXTENSIONS = {"onnx": (".onnx",), "torchscript": (".ts", ".pt", ".pth", ".jit")}
@@ -79,6 +92,8 @@ class ExportResult:
     format: str
     max_abs_diff: float | None
     metadata: dict
+    guard: GuardResult | None = None
+    """The accuracy guard's measurements (non-fp32 precisions only)."""
 
 
 def _as_artifact(model: Artifact | str | os.PathLike) -> Artifact:
@@ -119,11 +134,13 @@ def export_metadata(artifact: Artifact, stft: str = "fft") -> dict:
     }
 
 
-def exportable(artifact: Artifact, stft_backend: str = "fft") -> ExportableEncoder:
-    """A float32, CPU, eval-mode copy of the artefact's network with the chosen STFT backend."""
+def exportable(artifact: Artifact, stft_backend: str = "fft", precision: str = "fp32") -> ExportableEncoder:
+    """A CPU, eval-mode copy of the artefact's network with the chosen STFT backend: float32, or
+    with the backbone in bfloat16 (``precision="bf16"``; the frontend stays float32)."""
     net = copy.deepcopy(artifact.net).float().cpu().eval()
     net.frontend.set_stft_backend(stft_backend)
-    return ExportableEncoder(net.frontend, net.backbone).eval()
+    backbone = Bf16Backbone(net.backbone) if precision == "bf16" else net.backbone
+    return ExportableEncoder(net.frontend, backbone).eval()
 
 
 def _write_torchscript(module: ExportableEncoder, path: Path, meta: dict) -> None:
@@ -135,8 +152,6 @@ def _write_torchscript(module: ExportableEncoder, path: Path, meta: dict) -> Non
 
 
 def _write_onnx(module: ExportableEncoder, path: Path, meta: dict) -> None:
-    import onnx
-
     example = torch.zeros(2, SAMPLE_RATE)
     with warnings.catch_warnings(), torch.no_grad():
         # The TorchScript-based exporter needs no extra packages (the dynamo one needs onnxscript).
@@ -153,8 +168,15 @@ def _write_onnx(module: ExportableEncoder, path: Path, meta: dict) -> None:
             output_names=["embedding"],
             dynamic_axes={"waveform": {0: "batch", 1: "samples"}, "embedding": {0: "batch"}},
         )
+    _set_onnx_metadata(path, meta)
+
+
+def _set_onnx_metadata(path: Path, meta: dict) -> None:
+    import onnx
+
     proto = onnx.load(str(path))
     props = {METADATA_KEY: json.dumps(meta), **{k: str(v) for k, v in meta.items()}}
+    del proto.metadata_props[:]
     onnx.helper.set_model_props(proto, props)
     proto.doc_string = f"singerid {meta['backbone']} encoder: {meta['input']} -> {meta['output']}"
     onnx.save(proto, str(path))
@@ -169,6 +191,8 @@ def export_model(
     lengths: Sequence[int] = (SAMPLE_RATE, 70001),
     batch_sizes: Sequence[int] = (1, 3),
     onnx_stft: str = "matmul",
+    precision: str = "fp32",
+    allow_failed_guard: bool = False,
 ) -> ExportResult:
     """Export ``model`` (an artefact or its path) to ``out`` as ``"onnx"`` or ``"torchscript"``.
 
@@ -178,30 +202,53 @@ def export_model(
     With ``verify`` the exported file is compared with eager PyTorch (:func:`check_parity`)
     before it is moved into place; a difference above :data:`PARITY_TOLERANCE` raises
     :class:`CheckpointError` and leaves ``out`` untouched.
+
+    ``precision`` (see :mod:`singerid.export.precision`): ``"fp32"``, ``"int8"`` or
+    ``"int8-dynamic"`` (ONNX; the fp32 graph passes the parity check before it is quantized) or
+    ``"bf16"`` (TorchScript, CPUs with native bf16). A non-fp32 path is judged by the accuracy
+    guard (:mod:`singerid.export.guard`) and refused with :class:`ConfigError`, leaving ``out``
+    untouched, when it fails, unless ``allow_failed_guard``; the metadata records the precision
+    and the guard's figures either way.
     """
     _check_format(format)
     _check_extension(Path(out), format)
     if onnx_stft not in ONNX_STFT_BACKENDS:
         raise ConfigError(f"onnx_stft={onnx_stft!r}: choose one of {', '.join(ONNX_STFT_BACKENDS)}.")
+    check_precision(precision, format)
     stft = "fft" if format == "torchscript" else onnx_stft
     artifact = _as_artifact(model)
-    meta = export_metadata(artifact, stft)
+    meta = guarded_metadata(export_metadata(artifact, stft), precision, None)
     out = Path(out)
-    diff = None
+    diff = guard = None
     with atomic_path(out) as tmp:
-        module = exportable(artifact, stft)
+        module = exportable(artifact, stft, precision)
+        if precision == "bf16":
+            guard = _judge(artifact, precision, reference_embedder(module), allow_failed_guard, out)
+            meta = guarded_metadata(meta, precision, guard)
         if format == "torchscript":
             _write_torchscript(module, tmp, meta)
         else:
             _write_onnx(module, tmp, meta)
-        if verify:
+        if verify and precision != "bf16":
             diff = check_parity(artifact, tmp, lengths=lengths, batch_sizes=batch_sizes)
             if not diff <= PARITY_TOLERANCE:
                 raise CheckpointError(
                     f"{out}: exported {format} model differs from eager PyTorch by {diff:.3g} "
                     f"(tolerance {PARITY_TOLERANCE:g}); nothing was written. Try the other format, or report it."
                 )
-    return ExportResult(path=out, format=format, max_abs_diff=diff, metadata=meta)
+        if precision in QUANTIZE_MODE:
+            quantize_in_place(tmp, precision, artifact.window_seconds)
+            guard = _judge(artifact, precision, load_exported(tmp), allow_failed_guard, out)
+            meta = guarded_metadata(meta, precision, guard)
+            _set_onnx_metadata(tmp, meta)
+    return ExportResult(path=out, format=format, max_abs_diff=diff, metadata=meta, guard=guard)
+
+
+def _judge(artifact: Artifact, precision: str, candidate, allow_failed_guard: bool, out: Path) -> GuardResult:
+    """The accuracy guard of ``candidate`` against the artefact's eager fp32 network."""
+    net = copy.deepcopy(artifact.net).float().cpu().eval()
+    net.frontend.set_stft_backend("fft")
+    return judge(precision, reference_embedder(net), candidate, artifact.window_seconds, allow_failed_guard, str(out))
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -257,7 +304,12 @@ def _zip_entry(path: Path, suffix: str) -> str:
 
 
 def load_exported(
-    path: str | os.PathLike, *, threads: int | None = None, piece: int | None | str = "auto"
+    path: str | os.PathLike,
+    *,
+    threads: int | None = None,
+    piece: int | None | str = "auto",
+    precision: str | None = None,
+    spin: bool = False,
 ) -> Callable[[np.ndarray], np.ndarray]:
     """A function ``waveform (batch, samples) float32 -> embeddings (batch, dim)`` running the
     exported file with ``torch.jit.load`` (TorchScript) or onnxruntime (ONNX) on the CPU.
@@ -267,6 +319,13 @@ def load_exported(
     A batch runs ``piece`` clips at a time (``None``: all at once; ``"auto"``: the backbone's
     :data:`~singerid.model.backbones.CPU_PIECES` entry), which keeps the activations in cache (same
     embeddings); a batch-dependent (official-compat) model always runs whole batches.
+
+    ``precision`` (``"fp32"``, ``"int8"``, ...), when given, must be the one the file was exported
+    with (:class:`ConfigError` otherwise): a caller that asks for a path never gets another one
+    silently. ``spin=False`` (the default) lets onnxruntime's idle threads sleep instead of
+    spinning: on a CPU shared with other work, spinning threads take cores from the threads doing
+    the work, which slows two-thread sessions down by up to 2x; on an idle machine spinning shaves a
+    little latency.
     """
     p = Path(path)
     fmt = detect_format(p)
@@ -275,6 +334,7 @@ def load_exported(
     if fmt == "torchscript":
         extra = {f"{METADATA_KEY}.json": ""}
         module = _jit_load(p, extra).eval()
+        _check_file_precision(p, extra[f"{METADATA_KEY}.json"], precision)
         piece = _safe_piece(extra[f"{METADATA_KEY}.json"], piece)
 
         def run_batch(wave: np.ndarray) -> np.ndarray:
@@ -292,11 +352,14 @@ def load_exported(
     if threads is not None:
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     try:
         session = ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for invalid models
         raise CheckpointError(f"{p}: onnxruntime cannot load it ({exc}). Re-export it with `singerid export`.") from exc
-    piece = _safe_piece(session.get_modelmeta().custom_metadata_map.get(METADATA_KEY, ""), piece)
+    stored = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY, "")
+    _check_file_precision(p, stored, precision)
+    piece = _safe_piece(stored, piece)
 
     def run_batch(wave: np.ndarray) -> np.ndarray:
         try:
@@ -305,6 +368,16 @@ def load_exported(
             raise AudioError(f"{p}: input of shape {list(wave.shape)} rejected: {_last_line(exc)}") from exc
 
     return _in_pieces(run_batch, piece)
+
+
+def _check_file_precision(path: Path, metadata: str, precision: str | None) -> None:
+    # Files exported before precisions existed are fp32.
+    stored = json.loads(metadata or "{}").get("precision", "fp32")
+    if precision is not None and precision != stored:
+        raise ConfigError(
+            f"{path}: exported at precision {stored}, not {precision}; "
+            f"re-export it with `singerid export --precision {precision}`."
+        )
 
 
 def _safe_piece(metadata: str, piece: int | None | str) -> int | None:

@@ -170,6 +170,9 @@ class EfficientNetB0Backbone(nn.Module):
 class _SeparableBlock(nn.Module):
     """Depthwise 3x3 (optionally strided) + pointwise 1x1, each with BatchNorm; residual when shapes match."""
 
+    CONV_BN_PAIRS = (("depthwise", "bn1"), ("pointwise", "bn2"))
+    """(convolution, the BatchNorm applied right after it): what :func:`fused_for_inference` folds."""
+
     def __init__(self, c_in: int, c_out: int, stride: int) -> None:
         super().__init__()
         self.depthwise = nn.Conv2d(c_in, c_in, 3, stride=stride, padding=1, groups=c_in, bias=False)
@@ -281,14 +284,34 @@ def build_encoder(cfg: EncoderConfig | None = None, load_imagenet: bool = True) 
     return SingerEncoderNet(cfg if cfg is not None else EncoderConfig(), load_imagenet=load_imagenet)
 
 
+def _fold_batchnorms(module: nn.Module) -> None:
+    """Fold, in place, each BatchNorm2d that directly follows a Conv2d into that convolution and
+    replace it by an identity: adjacent children of an ``nn.Sequential`` (torchvision's
+    Conv2dNormActivation, the cpu_small stem) and the named ``CONV_BN_PAIRS`` of a block."""
+    from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+    for child in module.children():
+        _fold_batchnorms(child)
+    names = list(module._modules)
+    pairs = list(zip(names, names[1:])) if isinstance(module, nn.Sequential) else []
+    for conv_name, bn_name in pairs + list(getattr(module, "CONV_BN_PAIRS", ())):
+        conv, bn = getattr(module, conv_name), getattr(module, bn_name)
+        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+            # In place: the caller folds a copy of its own network.
+            conv.weight, conv.bias = fuse_conv_bn_weights(
+                conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
+            )
+            setattr(module, bn_name, nn.Identity())
+
+
 def fused_for_inference(net: SingerEncoderNet) -> SingerEncoderNet:
     """An eval-mode copy of ``net`` whose backbone has every BatchNorm folded into the convolution
-    before it (torch.fx): the same embeddings to float rounding, 1.05-1.2x faster on the CPU.
-    ``net`` itself is untouched, so its state dict keeps its BatchNorm entries."""
-    from torch.fx.experimental.optimization import fuse
-
+    before it: the same embeddings to float rounding, 1.05-1.2x faster on the CPU. Folding walks
+    the modules directly (a torch.fx trace of EfficientNet-B0 would add about a second to every
+    model load). ``net`` itself is untouched, so its state dict keeps its BatchNorm entries."""
     out = copy.deepcopy(net).eval()
-    out.backbone = fuse(out.backbone, inplace=True)
+    _fold_batchnorms(out.backbone)
+    out.backbone.to(memory_format=torch.channels_last)
     return out
 
 

@@ -132,3 +132,16 @@ class Calibration:
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(f"calibration entry is not valid ({exc!r}); refit it with fit_calibration.") from exc
+
+
+def decision_threshold(stored: dict, threshold: float | None, seconds=None) -> tuple[float | None, str]:
+    """The threshold to decide with for two sides of ``seconds``, and where it comes from, given a
+    model's stored calibration entry ``stored``: ``threshold`` when given, else the calibrated EER
+    threshold for these lengths, else ``(None, "none")``."""
+    if threshold is not None:
+        return float(threshold), "given"
+    if stored.get("logistic"):
+        return Calibration.from_dict(stored).threshold("eer", seconds), "calibration"
+    if "eer" in stored.get("thresholds", {}):
+        return float(stored["thresholds"]["eer"]), "calibration"
+    return None, "none"

@@ -43,6 +43,7 @@ import numpy as np
 from ..audio import SAMPLE_RATE, check_model_rate
 from ..errors import AudioError, ConfigError
 from ..fileio import atomic_path, write_text
+from ..model.hub import singerid_home
 from ..praat import PRAAT_SEEDS, change_gender
 from ..workers import pool_map
 
@@ -159,6 +160,15 @@ class PitchBank:
     """``(K, n)`` variants, or ``(0, n)`` when the song has no voiced frame."""
     ratios: tuple[float, ...]
     range_ratios: tuple[float, ...]
+
+
+def default_bank_dir() -> Path:
+    """Where pitch banks go when ``bank_dir`` is unset: ``pitch-bank`` in singerid's cache folder.
+
+    Bank files are named by a hash of the song's samples and the bank settings, so one cache
+    serves every run and data folder without mixing, and a changed song gets a new bank.
+    """
+    return singerid_home() / "pitch-bank"
 
 
 def key_seed(song_key: str) -> int:
@@ -349,15 +359,17 @@ class Augmenter:
         if self.cfg.pitch_mode != "bank":
             return 0
         items = list(songs.items())
+        rendered = False
         if n_jobs > 1 and self.cfg.bank_dir:
             missing = [(k, v) for k, v in items if not _bank_file(k, v, self.cfg).with_suffix(".json").exists()]
+            rendered = bool(missing)
             if missing:
                 from tqdm import tqdm
 
                 jobs = [(self.cfg, k, v) for k, v in missing]
                 for _ in tqdm(pool_map(_render_bank, jobs, n_jobs), total=len(jobs), desc="pitch banks", unit="song", disable=not progress):
                     pass
-        if progress:
+        if progress and not rendered:
             from tqdm import tqdm
 
             items = tqdm(items, desc="pitch banks", unit="song")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import lightning as L
@@ -32,8 +32,9 @@ from ..data.shards import (
 )
 from ..errors import ConfigError, DatasetError
 from ..records import Recording, Segment
-from .augment import AugmentConfig, Augmenter
+from .augment import AugmentConfig, Augmenter, default_bank_dir
 from .config import TrainConfig
+from .interrupt import ignore_interrupts_in_worker
 from .shard_stream import ShardPairStream, stream_augmenter
 
 log = logging.getLogger(__name__)
@@ -173,6 +174,7 @@ class PairDataModule(L.LightningDataModule):
     cfg: TrainConfig
     train_files: list[Recording]
     val_files: list[Recording]
+    progress: bool = True
 
     def __post_init__(self) -> None:
         super().__init__()
@@ -187,9 +189,12 @@ class PairDataModule(L.LightningDataModule):
         if aug_cfg.pitch_mode == "bank" and not self.cfg.preload_audio:
             raise ConfigError("augment.pitch_mode 'bank' needs preload_audio: true (it shifts whole songs once).")
         store = SongStore(self.train_files, self.crop_samples, self.cfg.preload_audio)
+        if aug_cfg.pitch_mode == "bank" and not aug_cfg.bank_dir:
+            aug_cfg = replace(aug_cfg, bank_dir=str(default_bank_dir()))
         augmenter = Augmenter(aug_cfg)
         if aug_cfg.pitch_mode == "bank" and aug_cfg.pitch_p > 0:
-            augmenter.precompute(store.songs(), progress=True, n_jobs=min(4, os.cpu_count() or 1))
+            log.info("pitch banks: %s (reused by later runs on the same songs)", aug_cfg.bank_dir)
+            augmenter.precompute(store.songs(), progress=self.progress, n_jobs=min(4, os.cpu_count() or 1))
         self.world = max(1, self.trainer.world_size if self.trainer else 1)
         self.rank = self.trainer.global_rank if self.trainer else 0
         self.per_device_batch = max(2, self.cfg.batch_size // self.world)
@@ -206,6 +211,7 @@ class PairDataModule(L.LightningDataModule):
             sampler=sampler,
             drop_last=True,
             num_workers=self.cfg.num_workers,
+            worker_init_fn=ignore_interrupts_in_worker,
         )
 
     def val_dataloader(self) -> DataLoader:
@@ -213,6 +219,7 @@ class PairDataModule(L.LightningDataModule):
             SegmentDataset(self.val_segments, self.crop_samples),
             batch_size=max(2, self.cfg.batch_size // 2),
             num_workers=self.cfg.num_workers,
+            worker_init_fn=ignore_interrupts_in_worker,
         )
 
 
@@ -246,7 +253,7 @@ class ShardPairDataModule(L.LightningDataModule):
         assert self.train_set is not None
         # Built after a checkpoint is restored: each worker skips what it delivered before the restored step.
         self.train_set.resume_at(self.trainer.global_step if self.trainer else 0, self.per_device_batch)
-        return DataLoader(self.train_set, batch_size=self.per_device_batch, num_workers=self.cfg.num_workers)
+        return DataLoader(self.train_set, batch_size=self.per_device_batch, num_workers=self.cfg.num_workers, worker_init_fn=ignore_interrupts_in_worker)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=max(2, self.cfg.batch_size // 2), num_workers=self.cfg.num_workers)
+        return DataLoader(self.val_set, batch_size=max(2, self.cfg.batch_size // 2), num_workers=self.cfg.num_workers, worker_init_fn=ignore_interrupts_in_worker)

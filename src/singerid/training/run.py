@@ -19,12 +19,14 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from ..data.shards import INDEX_NAME, is_shard_dir
-from ..errors import CheckpointError, DatasetError
+from ..errors import CheckpointError, DatasetError, TrainingInterrupted
 from ..fileio import SETTINGS_FILE, atomic_path, check_settings
 from ..model.artifact import save_artifact
 from ..records import Recording
 from .config import TrainConfig
+from .console import StepProgressBar, quiet_lightning
 from .data import PairDataModule, ShardPairDataModule, split_files
+from .interrupt import StopOnInterrupt
 from .module import SSLModule
 
 log = logging.getLogger(__name__)
@@ -160,34 +162,45 @@ def train(
         data: PairDataModule | ShardPairDataModule = ShardPairDataModule(cfg, shard_dir)
     else:
         train_files, val_files = split_files(list(recordings), cfg.val_fraction, cfg.seed)
-        data = PairDataModule(cfg, train_files, val_files)
+        data = PairDataModule(cfg, train_files, val_files, progress=progress)
     validate = bool(data.val_segments)
     module = SSLModule(cfg, data.val_segments)
-    trainer = L.Trainer(
-        max_steps=cfg.max_steps,
-        max_epochs=-1,
-        val_check_interval=cfg.checkpoint_every if validate else None,
-        check_val_every_n_epoch=None,
-        use_distributed_sampler=False,
-        reload_dataloaders_every_n_epochs=1,
-        accelerator=cfg.accelerator,
-        devices=cfg.devices,
-        num_nodes=cfg.num_nodes,
-        strategy="ddp" if (cfg.num_nodes > 1 or (torch.cuda.device_count() > 1 and cfg.devices != 1)) else "auto",
-        precision=_precision(cfg),
-        gradient_clip_val=cfg.optim.gradient_clip or None,
-        callbacks=[ModelCheckpoint(dirpath=str(ckpt_dir), save_last=True, save_top_k=0, every_n_train_steps=cfg.checkpoint_every)],
-        logger=_loggers(out),
-        log_every_n_steps=1,
-        num_sanity_val_steps=0,
-        limit_val_batches=1.0 if validate else 0,
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        default_root_dir=str(out),
-    )
-    trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
+    interrupt = StopOnInterrupt(last)
+    with quiet_lightning():
+        trainer = L.Trainer(
+            max_steps=cfg.max_steps,
+            max_epochs=-1,
+            val_check_interval=cfg.checkpoint_every if validate else None,
+            check_val_every_n_epoch=None,
+            use_distributed_sampler=False,
+            reload_dataloaders_every_n_epochs=1,
+            accelerator=cfg.accelerator,
+            devices=cfg.devices,
+            num_nodes=cfg.num_nodes,
+            strategy="ddp" if (cfg.num_nodes > 1 or (torch.cuda.device_count() > 1 and cfg.devices != 1)) else "auto",
+            precision=_precision(cfg),
+            gradient_clip_val=cfg.optim.gradient_clip or None,
+            callbacks=[
+                ModelCheckpoint(dirpath=str(ckpt_dir), save_last=True, save_top_k=0, every_n_train_steps=cfg.checkpoint_every),
+                interrupt,
+                *([StepProgressBar()] if progress else []),
+            ],
+            logger=_loggers(out),
+            log_every_n_steps=1,
+            num_sanity_val_steps=0,
+            limit_val_batches=1.0 if validate else 0,
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            default_root_dir=str(out),
+        )
+        trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
     if trainer.is_global_zero:
         drop_repeated_rows(out / "logs" / "metrics.csv")
+    if interrupt.requested:
+        raise TrainingInterrupted(
+            f"stopped at step {trainer.global_step} of {cfg.max_steps}; checkpoint saved to {last}",
+            str(last),
+        )
     artifact = save_artifact(
         out / "model", module.encoder.cpu(), cfg.model, training=cfg.to_dict(), window_seconds=cfg.crop_seconds
     )
