@@ -154,7 +154,9 @@ def _cached(source: HubSource) -> tuple[Path | None, str]:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return None, f"{ref_file}: cached copy is incomplete ({type(exc).__name__})"
     if not _intact(path):
-        return None, f"{path}: the weights no longer match their recorded hash"
+        from .artifact import weights_file
+
+        return None, f"{weights_file(path)} no longer matches its recorded hash"
     return path, ""
 
 
