@@ -43,7 +43,7 @@ def test_add_search_remove_info_export(tmp_path, capsys, model_dir, tone_corpus)
     np.testing.assert_array_equal(np.stack(table.column("vector").to_numpy(zero_copy_only=False)), vecs)
     assert table.column("singer").to_pylist() == [f"singer{i // 2}" for i in range(8)]
     assert "removed 2 entries; 6 left" in _run(capsys, "catalog", "remove", "--catalog", cat, "--singer", "singer0")
-    assert main(["catalog", "export", "--catalog", str(cat), "--out", str(tmp_path / "v.csv")]) == 2
+    assert main(["catalog", "export", "--catalog", str(cat), "--out", str(tmp_path / "v.csv")]) != 0
     assert "export to a .npz or .parquet file" in capsys.readouterr().err
 
 
