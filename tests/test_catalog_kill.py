@@ -63,16 +63,16 @@ def _check(cat_dir, reference: dict[str, np.ndarray]) -> int:
 
 def test_killed_adds_leave_only_completed_entries(tmp_path, model_dir):
     folder = tmp_path / "audio"
-    files = [write_audio(folder / f"f{i:02d}.wav", voiced_clip(140.0 + 15 * i, 2.0, 0.5 + 0.1 * i, seed=i)) for i in range(16)]
+    files = [write_audio(folder / f"f{i:02d}.wav", voiced_clip(140.0 + 15 * i, 2.0, 0.5 + 0.1 * i, seed=i)) for i in range(24)]
     encoder = load_model(model_dir)
     reference = {str(f.absolute()): encoder.embed_file(f) for f in files}
     cat = tmp_path / "cat"
     rng = np.random.default_rng(0)
     counts = []
     for _ in range(5):
-        # Kill once a seeded random number of files is in, after a seeded random extra moment,
+        # Kill once a seeded random number (1-3) of further files is in, after a seeded random extra moment,
         # so the kill lands somewhere inside a later file's add.
-        target = int(rng.integers(0, len(files) - 2))
+        target = (counts[-1] if counts else 0) + int(rng.integers(1, 4))
         proc = subprocess.Popen(_add(folder, cat, model_dir), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         start = time.monotonic()
         while proc.poll() is None and time.monotonic() - start < 300 and _committed(cat) < target:
@@ -82,7 +82,7 @@ def test_killed_adds_leave_only_completed_entries(tmp_path, model_dir):
         proc.wait()
         counts.append(_check(cat, reference))
     assert counts == sorted(counts)  # nothing completed is ever lost
-    assert any(c < len(files) for c in counts)  # the kills landed mid-add
+    assert counts[-1] < len(files) and len(set(counts)) == len(counts)  # every kill landed mid-add, after progress
     done = subprocess.run(_add(folder, cat, model_dir), env=_env(), capture_output=True, text=True, check=True)
     assert f"{len(files)} entries" in done.stdout
     assert _check(cat, reference) == len(files)
