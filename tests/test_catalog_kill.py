@@ -30,6 +30,22 @@ def _env() -> dict:
     return {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
+def _committed(cat_dir) -> int:
+    """Entries committed so far, read as another process would (0 before the catalogue exists)."""
+    import sqlite3
+
+    if not (cat_dir / "catalog.sqlite").exists():
+        return 0
+    try:
+        con = sqlite3.connect(f"file:{cat_dir / 'catalog.sqlite'}?mode=ro", uri=True, timeout=5)
+        try:
+            return int(con.execute("SELECT COUNT(*) FROM recordings").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.OperationalError:
+        return 0
+
+
 def _check(cat_dir, reference: dict[str, np.ndarray]) -> int:
     """The catalogue opens; `catalog info` agrees; every entry is whole (its vector is its file's) and unique."""
     info = json.loads(subprocess.run([sys.executable, "-m", "singerid", "catalog", "info", "--catalog", str(cat_dir), "--json", "--list"],
@@ -47,24 +63,26 @@ def _check(cat_dir, reference: dict[str, np.ndarray]) -> int:
 
 def test_killed_adds_leave_only_completed_entries(tmp_path, model_dir):
     folder = tmp_path / "audio"
-    files = [write_audio(folder / f"f{i:02d}.wav", voiced_clip(140.0 + 15 * i, 2.0, 0.5 + 0.1 * i, seed=i)) for i in range(16)]
+    files = [write_audio(folder / f"f{i:02d}.wav", voiced_clip(140.0 + 15 * i, 2.0, 0.5 + 0.1 * i, seed=i)) for i in range(24)]
     encoder = load_model(model_dir)
     reference = {str(f.absolute()): encoder.embed_file(f) for f in files}
     cat = tmp_path / "cat"
     rng = np.random.default_rng(0)
     counts = []
     for _ in range(5):
+        # Kill once a seeded random number (1-3) of further files is in, after a seeded random extra moment,
+        # so the kill lands somewhere inside a later file's add.
+        target = (counts[-1] if counts else 0) + int(rng.integers(1, 4))
         proc = subprocess.Popen(_add(folder, cat, model_dir), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        # Wait until the catalogue exists, then kill after a seeded random delay.
         start = time.monotonic()
-        while not (cat / "catalog.sqlite").exists() and proc.poll() is None and time.monotonic() - start < 120:
-            time.sleep(0.05)
-        time.sleep(float(rng.uniform(0.0, 3.0)))
+        while proc.poll() is None and time.monotonic() - start < 300 and _committed(cat) < target:
+            time.sleep(0.005)
+        time.sleep(float(rng.uniform(0.0, 0.05)))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         counts.append(_check(cat, reference))
     assert counts == sorted(counts)  # nothing completed is ever lost
-    assert counts[-1] < len(files) or counts[0] < len(files)  # at least one kill landed mid-add
+    assert counts[-1] < len(files) and len(set(counts)) == len(counts)  # every kill landed mid-add, after progress
     done = subprocess.run(_add(folder, cat, model_dir), env=_env(), capture_output=True, text=True, check=True)
     assert f"{len(files)} entries" in done.stdout
     assert _check(cat, reference) == len(files)
