@@ -20,11 +20,11 @@ demo-quick: $(STAMP)
 	$(BIN)/singerid demo --quick
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=20
 
 # What to run while working: everything but the tests marked slow.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m 'not slow'
+	$(BIN)/python -m pytest -q -m 'not slow' --durations=10
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all
