@@ -129,7 +129,7 @@ def workdir(tmp_path_factory):
     repos = {OFFICIAL_REPO: {f"{name}/{file}": data for name in ("byol", "vicreg", "contrastive", "contrastive-vc", "unif-align")
                              for file, data in (("model.pt", model_pt), ("hyperparams.yaml", HPARAMS))}}
     with HubServer(repos) as server:
-        env = dict(os.environ)
+        env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
         env.update({
             "HF_ENDPOINT": server.url, "HF_HOME": str(root / ".hf"), "HF_HUB_CACHE": str(root / ".hf" / "hub"),
             "SINGERID_HOME": str(root / ".singerid"), "HF_HUB_DISABLE_TELEMETRY": "1",

@@ -77,12 +77,13 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_to_the_uninterrupted_result(tmp_
         return step(self, batch, batch_idx)
 
     monkeypatch.setattr(SSLModule, "training_step", interrupted_step)
+    handler = signal.getsignal(signal.SIGINT)
     with pytest.raises(TrainingInterrupted, match="stopped at step 4 of 6") as stopped:
         train(cfg, recordings, tmp_path / "b", progress=False)
     assert stopped.value.checkpoint == str(tmp_path / "b" / "checkpoints" / "last.ckpt")
     assert torch.load(stopped.value.checkpoint, weights_only=True)["global_step"] == 4
     assert not (tmp_path / "b" / "model").exists()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is handler
     monkeypatch.undo()
     resumed = train(cfg, recordings, tmp_path / "b", resume=True, progress=False)
     assert resumed.steps == 6

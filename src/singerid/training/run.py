@@ -26,7 +26,7 @@ from ..records import Recording
 from .config import TrainConfig
 from .console import StepProgressBar, quiet_lightning
 from .data import PairDataModule, ShardPairDataModule, split_files
-from .interrupt import StopOnInterrupt
+from .interrupt import stop_on_interrupt
 from .module import SSLModule
 
 log = logging.getLogger(__name__)
@@ -165,8 +165,7 @@ def train(
         data = PairDataModule(cfg, train_files, val_files, progress=progress)
     validate = bool(data.val_segments)
     module = SSLModule(cfg, data.val_segments)
-    interrupt = StopOnInterrupt(last)
-    with quiet_lightning():
+    with quiet_lightning(), stop_on_interrupt(last) as interrupt:
         trainer = L.Trainer(
             max_steps=cfg.max_steps,
             max_epochs=-1,

@@ -192,7 +192,7 @@ class HFEncoderSystem(_AudioSystem):
     ``layer=None`` pools the last hidden state; an integer pools ``hidden_states[layer]``
     (0 is the input to the first transformer layer). Audio is resampled to the feature
     extractor's ``sampling_rate`` and passed through it (its own normalisation included).
-    Loading is strictly local: ``HF_HUB_OFFLINE`` is set and ``local_files_only=True``.
+    Loading is strictly local (``local_files_only=True``) and leaves the process environment as it was.
     """
 
     def __init__(self, model_dir: str | os.PathLike, *, layer: int | None = None, device: str = "cpu", name: str | None = None):
@@ -204,8 +204,6 @@ class HFEncoderSystem(_AudioSystem):
             )
         if not (self.model_dir / "config.json").is_file():
             raise ConfigError(f"{self.model_dir}: no config.json; save the model there with save_pretrained().")
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        os.environ["TRANSFORMERS_OFFLINE"] = "1"
         try:
             import torch
             from transformers import AutoFeatureExtractor, AutoModel
