@@ -19,11 +19,13 @@ def test_version_and_help_list_subcommands(capsys):
         assert command in help_text
 
 
+@pytest.mark.slow
 def test_console_script_runs_as_module():
     out = subprocess.run([sys.executable, "-m", "singerid", "--help"], capture_output=True, text=True, check=True)
     assert "usage: singerid" in out.stdout
 
 
+@pytest.mark.slow
 def test_public_api_resolves_and_stays_light():
     code = (
         "import sys, singerid; assert 'torch' not in sys.modules; "
@@ -76,6 +78,7 @@ def test_every_argument_and_option_of_every_command_has_help_text():
     "line, expected",
     [("singerid ver", {"verify"}), ("singerid verify a.wav b.wav --thr", {"--threshold"}), ("singerid catalog s", {"search"})],
 )
+@pytest.mark.slow
 def test_the_shell_completes_commands_and_options(tmp_path, line, expected):
     import os
 

@@ -122,6 +122,7 @@ def _length_dependent_system():
     return System("lengthy", embed, "lengthy-1")
 
 
+@pytest.mark.slow
 def test_evaluate_calibrate_fits_thresholds_that_hold_for_clips_and_whole_recordings(tmp_path, model_dir):
     import shutil
 

@@ -34,6 +34,7 @@ def _noise(segs, progress):
     return np.random.default_rng(3).standard_normal((len(segs), 12))
 
 
+@pytest.mark.slow
 def test_evaluate_reports_clustering_for_every_system(tmp_path):
     systems = [System("oracle", _oracle, "oracle-v1"), System("noise", _noise, "noise-v1")]
     settings = EvaluationSettings(n_boot=0, probe_folds=0, mnr_k=8, map_method="pca", cluster=True, cache_dir=tmp_path / "cache")

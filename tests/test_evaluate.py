@@ -269,6 +269,7 @@ def test_bandlimit_removes_the_band_above_8khz():
     assert np.sqrt(np.mean(out_high[mid] ** 2)) < 0.01
 
 
+@pytest.mark.slow
 def test_handcrafted_baselines_separate_distinct_voices(corpus):
     segs = corpus_segments(corpus)
     systems = [make_system("mfcc"), make_system("timbre=f0")]
@@ -342,6 +343,7 @@ def test_asnorm_cohort_must_hold_other_singers():
 # --- command line ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_end_to_end(tmp_path, corpus, model_path, capsys):
     out = tmp_path / "eval"
     argv = [
@@ -379,6 +381,7 @@ def test_cli_user_errors(tmp_path, corpus, capsys):
     assert "nothing to evaluate" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_invariance_probes(tmp_path, corpus):
     out = tmp_path / "inv"
     argv = [

@@ -54,6 +54,7 @@ def exported(request, small, tmp_path_factory):
     return fmt, result
 
 
+@pytest.mark.slow
 def test_parity_with_eager_across_lengths_and_batches(small, exported):
     _, result = exported
     diff = check_parity(small, result.path, lengths=LENGTHS, batch_sizes=BATCHES)
@@ -145,6 +146,7 @@ def test_the_output_name_must_not_say_another_format(small, tmp_path, capsys):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_cli_exports_and_reports_parity(small, tmp_path, capsys):
     out = tmp_path / "model.onnx"
     code = main([
@@ -158,6 +160,7 @@ def test_cli_exports_and_reports_parity(small, tmp_path, capsys):
     assert reported < PARITY_TOLERANCE
 
 
+@pytest.mark.slow
 def test_official_compat_export_keeps_batch_dependence(tmp_path):
     art = _artifact(tmp_path / "official", mode="official-compat")
     result = export_model(art, tmp_path / "official.ts", "torchscript", lengths=(11025,), batch_sizes=(1, 2))

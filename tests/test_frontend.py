@@ -293,6 +293,7 @@ def test_torchscript_matches_eager() -> None:
     torch.testing.assert_close(loaded(x), frontend(x), rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["onnx", "matmul", "conv"])
 @pytest.mark.parametrize("mode", ["standard", "official-compat"])
 def test_onnx_export_matches_eager(mode: str, backend: str) -> None:

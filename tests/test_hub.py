@@ -71,6 +71,7 @@ def _one_line_error(fn, *args) -> str:
     return message
 
 
+@pytest.mark.slow
 def test_name_gives_the_import_official_embeddings_then_works_offline(hub, clip, reference, monkeypatch):
     imported, expected = reference
     enc = load_model("byol")

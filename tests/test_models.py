@@ -273,6 +273,7 @@ def onnx_parity(net: SingerEncoderNet, x: torch.Tensor, stft: str) -> float:
     return relative_diff(out, eager)
 
 
+@pytest.mark.slow
 def test_cpu_small_torchscript_matches_eager() -> None:
     net = calibrated(small_net(seed=3), seed=1)
     with warnings.catch_warnings():
@@ -283,10 +284,12 @@ def test_cpu_small_torchscript_matches_eager() -> None:
         assert relative_diff(scripted(x), net(x)) < 1e-6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stft", ["onnx", "matmul", "conv"])
 def test_cpu_small_onnx_matches_eager(stft: str) -> None:
     assert onnx_parity(calibrated(small_net(seed=2)), clips(3, 0.6, seed=5), stft) < 1e-4
 
 
+@pytest.mark.slow
 def test_efficientnet_onnx_matches_eager(b0_net: SingerEncoderNet) -> None:
     assert onnx_parity(b0_net, clips(3, 0.3, seed=6), "matmul") < 1e-4

@@ -173,6 +173,7 @@ def test_batches_before_counts_round_robin_batches():
     assert batches_before(7, 0, 1) == 7
 
 
+@pytest.mark.slow
 def test_dataloader_workers_resume_at_the_same_batches(shard_dir):
     def batches(first: int, count: int) -> list[torch.Tensor]:
         stream = ShardPairStream(read_index(shard_dir).shards, Augmenter(NO_AUG), 2048, infinite=True, rank=0, world=1)
@@ -220,6 +221,7 @@ def test_resumed_writing_rewrites_only_the_missing_shard(corpus, tmp_path):
         write_shards(corpus[:-1], out, max_files_per_shard=3, progress=False)
 
 
+@pytest.mark.slow
 def test_parallel_writing_gives_the_same_bytes(corpus, shard_dir, tmp_path):
     paths = write_shards(corpus, tmp_path / "p", max_files_per_shard=2, seed=3, workers=2, progress=False)
     assert [p.read_bytes() for p in paths] == [s.path.read_bytes() for s in read_index(shard_dir).shards]
@@ -267,6 +269,7 @@ def _metrics(run_dir) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.slow
 def test_streaming_training_validates_and_resumes_exactly(corpus, tmp_path):
     # Two shards of 6 files: one trains, one validates (4 singers in 6 files: some singer has two songs).
     shards = tmp_path / "shards"

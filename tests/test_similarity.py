@@ -139,6 +139,7 @@ def test_a_generated_singer_without_references_is_an_error(split, model, tmp_pat
         singerid.similarity(ref, gen, model, tmp_path / "out", progress=False)
 
 
+@pytest.mark.slow
 def test_a_model_that_tells_singers_apart_scores_the_reference_singer_above_other_singers(tmp_path, voice_model):
     """Generated files of each singer against that singer's references score higher, on average, than
     other singers' files put in that singer's place (a model fitted to tell the test voices apart)."""

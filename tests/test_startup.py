@@ -77,6 +77,7 @@ def test_import_singerid_loads_no_torch():
     assert not heavy, f"`import singerid` loads {heavy}"
 
 
+@pytest.mark.slow
 def test_verify_loads_only_what_inference_needs(verify_inputs):
     model, (a, b) = verify_inputs
     got = _run(["verify", a, b, "--model", str(model), "--threshold", "0.5"])

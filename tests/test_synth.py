@@ -64,6 +64,7 @@ def _read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.slow
 def test_layout_and_metadata(corpus):
     recs = read_recordings(corpus / "metadata.csv")
     assert [(r.singer, r.song) for r in recs] == [
@@ -175,6 +176,7 @@ def test_glottal_source_is_harmonic_without_aliasing():
     assert spectrum[top].sum() / spectrum.sum() > 1e-6
 
 
+@pytest.mark.slow
 def test_pitch_ranges_of_singers_overlap(segments):
     f0, singers = segments["f0"], segments["singer"]
     names = np.unique(singers)

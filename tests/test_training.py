@@ -39,6 +39,7 @@ def _losses(run_dir) -> np.ndarray:
     return np.array([float(r["train/loss"]) for r in rows if r.get("train/loss")])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_each_objective_trains_decreases_loss_and_writes_an_artefact(tmp_path, tone_corpus, method):
     cfg = _tiny(method, 12)
@@ -52,6 +53,7 @@ def test_each_objective_trains_decreases_loss_and_writes_an_artefact(tmp_path, t
     assert out.shape == (1, 32)
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted_run(tmp_path, tone_corpus):
     recordings = discover(tone_corpus)
     straight = train(_tiny("vicreg", 4, "checkpoint_every=2", "augment.noise_p=0.5"), recordings, tmp_path / "a", progress=False)
@@ -65,6 +67,7 @@ def test_resume_equals_uninterrupted_run(tmp_path, tone_corpus):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_that_resumes_to_the_uninterrupted_result(tmp_path, tone_corpus, monkeypatch):
     recordings = discover(tone_corpus)
     cfg = _tiny("vicreg", 6, "checkpoint_every=100", "augment.noise_p=0.5")
@@ -135,6 +138,7 @@ def test_song_keys_ignore_where_the_data_lives(tmp_path):
     assert song_keys([]) == []
 
 
+@pytest.mark.slow
 def test_training_does_not_depend_on_where_the_corpus_lives(tmp_path, tone_corpus):
     import shutil
 
@@ -183,6 +187,7 @@ def test_train_command_prints_its_progress_without_lightning_chatter(tmp_path, t
         assert chatter not in out + err, chatter
 
 
+@pytest.mark.slow
 def test_resume_with_other_settings_is_refused(tmp_path, tone_corpus):
     from singerid.errors import OutputError
 
