@@ -5,7 +5,9 @@
 2. Train a self-supervised encoder (positives: two crops of the same song; no singer labels).
 3. Calibrate its decisions on the development songs (clips and whole songs), stored in the model.
 4. Evaluate on the held-out singers with cross-song trials against random weights, MFCC and F0,
-   with the false-accept / false-reject rates of the calibrated threshold for clips and songs.
+   with the false-accept / false-reject rates of the calibrated threshold for clips and songs,
+   clustering by singer, and open-set identification (3 singers enrolled from whole songs,
+   further songs of theirs and of 5 never-enrolled singers identified at the stored threshold).
 5. Write ``runs/demo/<timestamp>/`` (artefact, results.json, report.md, plots) and print the table.
 
 An interrupted demo resumes: re-running with the same settings continues the unfinished run.
@@ -217,6 +219,14 @@ def _evaluate(run: Path, s: DemoSettings, eval_files: list[Recording], model: Pa
         decisions=calibration, cluster=True,
     )
     extra = {"demo": {"settings": to_dict(s), "seed": s.seed}}
+    if calibration is not None:
+        from .eval.open_set import open_set_identification
+        from .infer import load_model
+
+        try:
+            extra["open_set"] = open_set_identification(load_model(model), eval_files, seed=s.seed)
+        except DatasetError as exc:
+            print(f"note: no open-set identification check: {exc}", flush=True)
     return run_evaluation(systems, segments, run, settings, progress=progress, extra_results=extra).evaluation
 
 
@@ -370,6 +380,11 @@ def summarise(all_results: list[dict]) -> dict:
             for name in out if name != "learned"
             for gap in [learned - np.array(out[name]["eer"]["per_seed"])]
         }
+    open_sets = [r.get("open_set") for r in all_results]
+    if all(open_sets):
+        summary["open_set"] = {
+            key: [o[key] for o in open_sets] for key in ("named_correctly", "n_enrolled", "unknown_correctly", "n_others")
+        }
     return summary
 
 
@@ -395,4 +410,8 @@ def summary_table(all_results: list[dict]) -> str:
         for name, g in gaps.items():
             seeds = ", ".join(f"{100 * v:+.1f}" for v in g["per_seed"])
             lines.append(f"- {name}: {100 * g['mean']:+.1f} ± {100 * g['std']:.1f} (per seed: {seeds})")
+    if "open_set" in summary:
+        o = summary["open_set"]
+        per_seed = ", ".join(f"{a}/{n} named, {b}/{m} unknown" for a, n, b, m in zip(*o.values()))
+        lines += ["", f"Open-set identification (enrolled singers named; never-enrolled singers answered unknown), per seed: {per_seed}"]
     return "\n".join(lines) + "\n"

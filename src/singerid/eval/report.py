@@ -124,6 +124,10 @@ def _markdown(results: dict, plots: Sequence[tuple[str, str]]) -> str:
     ]
     if results.get("decisions"):
         parts += ["## Decisions at the calibrated threshold\n", decisions_markdown(results["decisions"])]
+    if results.get("open_set"):
+        from .open_set import open_set_markdown
+
+        parts += ["## Open-set identification\n", open_set_markdown(results["open_set"])]
     if results.get("clustering"):
         from .cluster_run import clustering_markdown
 
