@@ -3,6 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Byte-code caches (and pytest's rewritten test modules) make every later run start faster.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: demo demo-quick test test-fast bench lint clean
 

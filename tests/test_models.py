@@ -243,6 +243,43 @@ def test_encoder_config_errors() -> None:
         EncoderConfig(backbone="cpu_small", imagenet_weights="b0.pth")
 
 
+
+def test_pooled_norm_centres_the_embeddings_of_a_training_batch() -> None:
+    torch.manual_seed(0)
+    net = build_encoder(EncoderConfig(backbone="cpu_small", embedding_dim=32, pooled_norm=True)).train()
+    x = clips(6, 0.3, seed=2)
+    with torch.no_grad():
+        h = net(x)
+        # BatchNorm makes every pooled statistic zero-mean over the batch, so the batch mean of a
+        # Linear layer's output is its bias.
+        torch.testing.assert_close(h.mean(0), net.backbone.embed.bias, rtol=0, atol=1e-5)
+        plain = build_encoder(EncoderConfig(backbone="cpu_small", embedding_dim=32)).train()
+        assert (plain(x).mean(0) - plain.backbone.embed.bias).abs().max() > 1e-2
+
+
+def test_input_stats_pool_each_band_of_the_log_mel_input() -> None:
+    torch.manual_seed(0)
+    net = build_encoder(EncoderConfig(backbone="cpu_small", embedding_dim=32, input_stats=True)).eval()
+    seen = {}
+    net.backbone.embed.register_forward_hook(lambda m, i, o: seen.__setitem__("x", i[0]))
+    x = clips(3, 0.3, seed=4)
+    with torch.no_grad():
+        net(x)
+        mel = net.frontend(x).double().numpy()
+    tail = seen["x"][:, -2 * 128 :].double().numpy()
+    np.testing.assert_allclose(tail[:, :128], mel.mean(axis=2), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(tail[:, 128:], mel.std(axis=2), rtol=1e-4, atol=1e-3)
+    assert net.backbone.embed.in_features == 2 * 256 + 2 * 128
+
+
+def test_cpu_small_options_are_refused_elsewhere_and_default_off_in_older_configs() -> None:
+    for name in ("pooled_norm", "input_stats"):
+        with pytest.raises(ConfigError, match=f"{name} applies to the cpu_small backbone only"):
+            EncoderConfig(**{name: True})
+    cfg = EncoderConfig.from_dict({"backbone": "cpu_small", "embedding_dim": 16})
+    assert not cfg.pooled_norm and not cfg.input_stats
+    assert EncoderConfig.from_dict(EncoderConfig(backbone="cpu_small", pooled_norm=True, input_stats=True).to_dict()).input_stats
+
 # --- export -----------------------------------------------------------------------------------
 
 

@@ -73,6 +73,13 @@ class EncoderConfig:
     embedding_dim: int | None = None
     imagenet_weights: str | None = None
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    pooled_norm: bool = False
+    """cpu_small only: BatchNorm on the pooled statistics before the embedding layer. Without it
+    every embedding shares a large common direction (pooled ReLU activations are all positive),
+    which dominates cosine scores and slows self-supervised learning."""
+    input_stats: bool = False
+    """cpu_small only: also pool the mean and standard deviation over time of each log-mel band
+    of the input (the average spectral envelope and its spread) next to the CNN's statistics."""
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -87,6 +94,9 @@ class EncoderConfig:
                 f"EncoderConfig.imagenet_weights is set but backbone={self.backbone!r} has no ImageNet weights; "
                 "unset imagenet_weights or use backbone 'efficientnet_b0'."
             )
+        for name in ("pooled_norm", "input_stats"):
+            if getattr(self, name) and self.backbone != "cpu_small":
+                raise ConfigError(f"EncoderConfig.{name} applies to the cpu_small backbone only, not {self.backbone!r}.")
         if isinstance(self.frontend, dict):
             self.frontend = FrontendConfig.from_dict(self.frontend)
         if not isinstance(self.frontend, FrontendConfig):
@@ -100,6 +110,8 @@ class EncoderConfig:
             "embedding_dim": self.embedding_dim,
             "imagenet_weights": self.imagenet_weights,
             "frontend": self.frontend.to_dict(),
+            "pooled_norm": self.pooled_norm,
+            "input_stats": self.input_stats,
         }
 
     @classmethod
@@ -201,7 +213,7 @@ class CpuSmallBackbone(nn.Module):
     time resolution), which keeps the large early activations, and so the training cost, small.
     """
 
-    def __init__(self, embedding_dim: int) -> None:
+    def __init__(self, embedding_dim: int, pooled_norm: bool = False, input_bands: int = 0) -> None:
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv2d(1, CPU_SMALL_STEM, (3, 5), stride=(2, 4), padding=(1, 2), bias=False),
@@ -209,8 +221,10 @@ class CpuSmallBackbone(nn.Module):
             nn.ReLU(),
         )
         self.blocks = nn.Sequential(*[_SeparableBlock(c_in, c_out, s) for c_in, c_out, s in CPU_SMALL_BLOCKS])
-        width = CPU_SMALL_BLOCKS[-1][1]
-        self.embed = nn.Linear(2 * width, embedding_dim)
+        width = 2 * CPU_SMALL_BLOCKS[-1][1] + 2 * input_bands
+        self.input_stats = input_bands > 0
+        self.pooled_norm = nn.BatchNorm1d(width) if pooled_norm else nn.Identity()
+        self.embed = nn.Linear(width, embedding_dim)
         self.stats_eps = 1e-5
         self.to(memory_format=torch.channels_last)
 
@@ -219,7 +233,11 @@ class CpuSmallBackbone(nn.Module):
         x = self.blocks(self.stem(image)).flatten(2)
         mean = x.mean(dim=2)
         std = torch.sqrt((x - mean.unsqueeze(2)).pow(2).mean(dim=2) + self.stats_eps)
-        return self.embed(torch.cat([mean, std], dim=1))
+        stats = [mean, std]
+        if self.input_stats:
+            band_mean = feats.mean(dim=2)
+            stats += [band_mean, torch.sqrt((feats - band_mean.unsqueeze(2)).pow(2).mean(dim=2) + self.stats_eps)]
+        return self.embed(self.pooled_norm(torch.cat(stats, dim=1)))
 
 
 class SingerEncoderNet(nn.Module):
@@ -238,7 +256,8 @@ class SingerEncoderNet(nn.Module):
             weights = self.cfg.imagenet_weights if load_imagenet else None
             self.backbone: nn.Module = EfficientNetB0Backbone(self.cfg.embedding_dim, official, weights)
         else:
-            self.backbone = CpuSmallBackbone(self.cfg.embedding_dim)
+            bands = self.cfg.frontend.n_mels if self.cfg.input_stats else 0
+            self.backbone = CpuSmallBackbone(self.cfg.embedding_dim, self.cfg.pooled_norm, bands)
         self.embedding_dim = int(self.cfg.embedding_dim)
         """Size of the embedding ``h``."""
 
