@@ -263,3 +263,40 @@ def test_bad_input_raises_clear_errors(song: np.ndarray) -> None:
     bank_aug.precompute({"s": song})
     with pytest.raises(AudioError, match="unique keys"):
         bank_aug.view("s", song[:-5], 0, 100, rng)
+
+
+def test_eq_response_is_the_tilt_plus_the_bells() -> None:
+    from singerid.training.augment import eq_response_db
+
+    freqs = np.array([500.0, 1000.0, 2000.0, 4000.0])
+    np.testing.assert_allclose(eq_response_db(freqs, 1.5, []), [-1.5, 0.0, 1.5, 3.0], atol=1e-12)
+    # A bell reaches its gain at its centre and half of it half a width away (in octaves).
+    bell = eq_response_db(np.array([2000.0, 4000.0, 1000.0]), 0.0, [(2000.0, 6.0, 2.0)])
+    np.testing.assert_allclose(bell, [6.0, 3.0, 3.0], atol=1e-12)
+
+
+def test_eq_scales_a_tone_by_the_response_at_its_frequency() -> None:
+    from singerid.training.augment import apply_eq, eq_response_db
+
+    t = np.arange(176_400) / SR
+    bands = [(800.0, 5.0, 1.0), (3000.0, -4.0, 0.7)]
+    for f in (250.0, 1000.0, 3000.0):  # whole numbers of cycles: no leakage between FFT bins
+        tone = np.sin(2 * np.pi * f * t).astype(np.float32)
+        out = apply_eq(tone, -1.0, bands)
+        expected = 10 ** (eq_response_db(np.array([f]), -1.0, bands)[0] / 20)
+        assert out.dtype == np.float32
+        np.testing.assert_allclose(np.sqrt(2 * np.mean(out.astype(np.float64) ** 2)), expected, rtol=2e-3)
+
+
+def test_eq_is_drawn_last_and_only_when_enabled() -> None:
+    plain = Augmenter(AugmentConfig(pitch_p=0.0))
+    with_eq = Augmenter(AugmentConfig(pitch_p=0.0, eq_p=1.0))
+    for seed in range(5):
+        a, b = plain.draw(np.random.default_rng(seed), 44_100), with_eq.draw(np.random.default_rng(seed), 44_100)
+        assert a.eq is None and b.eq is not None
+        assert a == ViewParams(**{**b.__dict__, "eq": None})
+        tilt, bells = b.eq
+        assert abs(tilt) <= 1.5 and len(bells) == 3
+        assert all(150.0 <= c <= 12_000.0 and 0.5 <= w <= 2.0 for c, _, w in bells)
+    with pytest.raises(ConfigError, match="eq_p"):
+        AugmentConfig(eq_p=1.5)

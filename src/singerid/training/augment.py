@@ -1,7 +1,7 @@
 """Augmentations applied to each training view independently, every draw seeded.
 
-Chain, in this order: formant-preserving pitch shift (Praat "Change gender"), Gaussian noise,
-gain, time mask. The pitch shift comes first so Praat analyses the clean voice, and so the
+Chain, in this order: formant-preserving pitch shift (Praat "Change gender"), channel EQ (off
+by default; not in the paper), Gaussian noise, gain, time mask. The pitch shift comes first so Praat analyses the clean voice, and so the
 two ways of computing it below are the same transform:
 
 * ``pitch_mode="praat"`` (reference): crop, then run Praat on the crop (~70 ms per 4 s view).
@@ -78,6 +78,15 @@ class AugmentConfig:
     pitch_range_ratio: tuple[float, float] = (1.0, 1.5)
     """Pitch-range factor range; the drawn factor is inverted with probability 1/2."""
     formant_ratio: float = 1.0
+    eq_p: float = 0.0
+    """Probability of a random channel EQ (not in the paper): a spectral tilt plus ``eq_bands``
+    bell filters, like the microphone and room colouring that differs between recordings."""
+    eq_tilt_db_oct: float = 1.5
+    """The tilt is drawn uniformly in ``±eq_tilt_db_oct`` dB per octave around 1 kHz."""
+    eq_bands: int = 3
+    eq_band_db: float = 4.0
+    """Standard deviation of each bell's gain in dB (centres log-uniform in 150 Hz-12 kHz,
+    widths 0.5-2 octaves)."""
     pitch_floor: float = 75.0
     pitch_ceiling: float = 600.0
     sample_rate: int = SAMPLE_RATE
@@ -88,7 +97,7 @@ class AugmentConfig:
     bank_seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("noise_p", "gain_p", "mask_p", "pitch_p"):
+        for name in ("noise_p", "gain_p", "mask_p", "pitch_p", "eq_p"):
             p = getattr(self, name)
             if not 0.0 <= p <= 1.0:
                 raise ConfigError(f"augment.{name} = {p}: a probability must lie in [0, 1].")
@@ -102,6 +111,8 @@ class AugmentConfig:
             raise ConfigError(
                 f"augment pitch floor/ceiling = {self.pitch_floor}/{self.pitch_ceiling} Hz: need 0 < floor < ceiling."
             )
+        if self.eq_tilt_db_oct < 0 or self.eq_band_db < 0 or self.eq_bands < 0:
+            raise ConfigError("augment.eq_tilt_db_oct, eq_band_db and eq_bands must not be negative.")
         if self.formant_ratio <= 0:
             raise ConfigError("augment.formant_ratio must be positive.")
         check_model_rate(self.sample_rate, "augment.sample_rate")
@@ -126,6 +137,30 @@ def add_noise(x: np.ndarray, std: float, seed: int) -> np.ndarray:
 def apply_gain(x: np.ndarray, gain_db: float) -> np.ndarray:
     """``x`` scaled by ``10 ** (gain_db / 20)``."""
     return x * np.float32(10.0 ** (gain_db / 20.0))
+
+
+EQ_BAND_HZ = (150.0, 12000.0)
+EQ_BAND_OCTAVES = (0.5, 2.0)
+
+
+def eq_response_db(freqs: np.ndarray, tilt_db_oct: float, bands: Sequence[tuple[float, float, float]]) -> np.ndarray:
+    """Gain in dB at ``freqs`` (Hz) of a tilt around 1 kHz plus bells ``(centre Hz, gain dB, width octaves)``."""
+    octave = np.log2(np.maximum(freqs, freqs.dtype.type(20.0)) / freqs.dtype.type(1000.0))
+    gain = octave * freqs.dtype.type(tilt_db_oct)
+    for centre, db, width in bands:
+        gain += freqs.dtype.type(db) / (1.0 + np.square((octave - np.log2(centre / 1000.0)) / (width / 2.0), dtype=freqs.dtype))
+    return gain
+
+
+def apply_eq(x: np.ndarray, tilt_db_oct: float, bands: Sequence[tuple[float, float, float]], sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """``x`` through the zero-phase filter of :func:`eq_response_db` (applied in the frequency domain)."""
+    import scipy.fft
+
+    # The response is smooth: evaluate it on a coarse grid and interpolate to every FFT bin.
+    coarse = np.linspace(0.0, sample_rate / 2, 2049, dtype=np.float32)
+    coarse_gain = np.power(np.float32(10.0), eq_response_db(coarse, tilt_db_oct, bands) / np.float32(20.0))
+    gain = np.interp(np.fft.rfftfreq(len(x), 1.0 / sample_rate), coarse, coarse_gain).astype(np.float32)
+    return scipy.fft.irfft(scipy.fft.rfft(np.asarray(x, np.float32)) * gain, n=len(x)).astype(np.float32)
 
 
 def apply_time_mask(x: np.ndarray, start: int, length: int) -> np.ndarray:
@@ -226,6 +261,8 @@ class ViewParams:
     gain_db: float | None = None
     mask: tuple[int, int] | None = None
     """``(start, length)`` of the zeroed span."""
+    eq: tuple[float, tuple[tuple[float, float, float], ...]] | None = None
+    """``(tilt dB/octave, bells)`` of the channel EQ."""
 
 
 @dataclass(frozen=True)
@@ -289,6 +326,13 @@ class Augmenter:
         if rng.random() < cfg.mask_p and longest >= 1:
             span = int(rng.integers(1, longest + 1))
             params = replace(params, mask=(int(rng.integers(0, length - span + 1)), span))
+        # Drawn last, and only when enabled, so the other draws stay those of the paper's chain.
+        if cfg.eq_p > 0 and rng.random() < cfg.eq_p:
+            bands = tuple(
+                (float(np.exp(rng.uniform(*np.log(EQ_BAND_HZ)))), float(rng.normal(0.0, cfg.eq_band_db)), float(rng.uniform(*EQ_BAND_OCTAVES)))
+                for _ in range(cfg.eq_bands)
+            )
+            params = replace(params, eq=(float(rng.uniform(-cfg.eq_tilt_db_oct, cfg.eq_tilt_db_oct)), bands))
         return params
 
     def view(self, song_key: str, song: np.ndarray, start: int, length: int, rng: np.random.Generator) -> np.ndarray:
@@ -325,6 +369,8 @@ class Augmenter:
                 self.stats.range_reset += shifts[0].range_reset
         if audio is None:
             audio = np.array(song[start:stop], dtype=np.float32)
+        if params.eq is not None:
+            audio = apply_eq(audio, *params.eq, sample_rate=self.cfg.sample_rate)
         if params.noise_std is not None and params.noise_seed is not None:
             audio = add_noise(audio, params.noise_std, params.noise_seed)
         if params.gain_db is not None:
