@@ -48,9 +48,9 @@ class DemoSettings:
     eval_singers: int = 16
     eval_songs: int = 3
     eval_song_seconds: float = 24.0
-    method: str = "vicreg"
+    method: str = "contrastive"
     backbone: str = "cpu_small"
-    max_steps: int = 550
+    max_steps: int = 300
     batch_size: int = 64
     lr: float = 1e-3
     seed: int = 0
