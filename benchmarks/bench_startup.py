@@ -9,8 +9,8 @@ times the phases separately: ``import singerid``, ``import torch``, the rest of 
 imports, ``load_model`` (reading weights, building and folding the network) and the verify call.
 
 Models are randomly initialised artefacts (start-up does not depend on the weights). The
-commands run as ``python -m singerid`` under this interpreter, with the environment the console
-script would have.
+commands run as ``python -m singerid`` under this interpreter, with the environment of a normal
+install (:func:`child_env`).
 """
 
 from __future__ import annotations
@@ -35,12 +35,21 @@ from singerid.model.backbones import EncoderConfig, build_encoder
 CLIP_SECONDS = 4.0
 
 
+def child_env() -> dict[str, str]:
+    """The environment of a normal install: Python caches compiled modules (``PYTHONDONTWRITEBYTECODE``
+    is dropped, so the warm-up run writes the caches the measured runs use), and OpenMP threads
+    sleep when idle, as the command line sets."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return env
+
+
 def run_process(cmd: list[str], repeats: int, warmup: int = 1) -> dict:
     """Wall and CPU figures of ``cmd`` over ``repeats`` runs after ``warmup`` runs."""
     walls, cpus = [], []
     for i in range(warmup + repeats):
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=child_env())
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -78,10 +87,9 @@ print(json.dumps({"import_singerid_s": t1 - t0, "import_torch_s": t2 - t1, "impo
 def phases(model: Path, a: Path, b: Path, repeats: int) -> dict:
     """Median seconds of each start-up phase over ``repeats`` fresh processes."""
     rows = []
-    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}  # as the command line does
     for _ in range(repeats):
         out = subprocess.run([sys.executable, "-c", PHASES, str(model), str(a), str(b)],
-                             capture_output=True, text=True, check=True, env=env)
+                             capture_output=True, text=True, check=True, env=child_env())
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     return {key: statistics.median(r[key] for r in rows) for key in rows[0]}
 
@@ -97,7 +105,7 @@ def _inputs(folder: Path) -> tuple[Path, Path]:
 def run(quick: bool = False) -> dict:
     repeats = 1 if quick else 5
     backbones = ("cpu_small",) if quick else ("cpu_small", "efficientnet_b0")
-    result: dict = {"clip_seconds": CLIP_SECONDS, "quick": quick, "commands": {}, "phases": {}}
+    result: dict = {"clip_seconds": CLIP_SECONDS, "quick": quick, "bytecode_cache": True, "commands": {}, "phases": {}}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         a, b = _inputs(folder)

@@ -1,4 +1,4 @@
-"""The main job end to end, in its quick form: the learned model must beat random weights."""
+"""The main job end to end, in its quick form: the learned model must beat random weights on every seed."""
 
 from __future__ import annotations
 
@@ -14,25 +14,37 @@ from singerid.records import Recording
 
 
 @pytest.mark.slow
-def test_quick_demo_learns_and_resumes(tmp_path, capsys):
-    assert main(["demo", "--quick", "--out", str(tmp_path), "--no-progress"]) == 0
+def test_quick_demo_learns_on_three_seeds(tmp_path, capsys):
+    assert main(["demo", "--quick", "--seeds", "3", "--out", str(tmp_path), "--no-progress"]) == 0
     run = (tmp_path / "latest").resolve()
-    results = json.loads((run / "results.json").read_text())
-    systems = results["systems"]
-    assert set(systems) == {"learned", "random", "mfcc", "f0"}
-    assert systems["learned"]["eer"]["value"] < systems["random"]["eer"]["value"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["seeds"] == [0, 1, 2]
+    for seed in (0, 1, 2):
+        systems = json.loads((run / f"seed{seed}" / "results.json").read_text())["systems"]
+        assert set(systems) == {"learned", "random", "mfcc", "f0"}
+        assert systems["learned"]["eer"]["value"] < systems["random"]["eer"]["value"], f"seed {seed}"
+        assert summary["systems"]["learned"]["eer"]["per_seed"][seed] == systems["learned"]["eer"]["value"]
+    seed0 = run / "seed0"
+    results = json.loads((seed0 / "results.json").read_text())
     assert results["protocol"]["condition"] == "cross-song"
     for name in ("report.md", "det.png", "scores.png", "map.png", "train/model/config.json"):
-        assert (run / name).is_file(), name
+        assert (seed0 / name).is_file(), name
     assert "learned" in capsys.readouterr().out
     # The model leaves calibrated on development songs, and the report gives its error rates per length.
     from singerid.model.artifact import load_artifact
 
-    calibration = load_artifact(run / "train" / "model").calibration
+    calibration = load_artifact(seed0 / "train" / "model").calibration
     assert calibration["duration"]["hi"] > 0 and "never trained on" in calibration["fitted_on"]["data"]
     points = results["decisions"]["points"]
     assert set(points) == {"clips", "recordings"} and all(0 <= p["false_accept"] <= 1 for p in points.values())
-    assert "## Decisions at the calibrated threshold" in (run / "report.md").read_text()
+    report = (seed0 / "report.md").read_text()
+    assert "## Decisions at the calibrated threshold" in report and "## Open-set identification" in report
+    # The open-set check enrols 3 held-out singers and asks about 3 of their songs and 5 strangers' songs.
+    open_set = results["open_set"]
+    assert len(open_set["enrolled"]) == 3 and len(open_set["queries"]) == 8
+    assert summary["open_set"]["n_others"] == [5, 5, 5]
+    text = (run / "summary.md").read_text()
+    assert "Validation EER % during training" in text and "Open-set identification" in text
     # Training singers and evaluation singers are disjoint.
     train = {p.name for p in (tmp_path / "corpus" / "seed0" / "train").iterdir() if p.is_dir()}
     held = {p.name for p in (tmp_path / "corpus" / "seed0" / "eval").iterdir() if p.is_dir()}

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="a small version that takes a few minutes (what CI runs)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the corpus draw and the training (default: 0)")
     parser.add_argument("--seeds", type=int, default=1, help="repeat over this many seeds and report mean ± std")
-    parser.add_argument("--steps", type=int, default=None, help="training steps (default: 300; 200 with --quick)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default: 300; 120 with --quick)")
     parser.add_argument("--data", default=None, help="your own folder-per-singer tree instead of the synthetic corpus")
     parser.add_argument("--out", default="runs/demo", help="where runs go (default: runs/demo)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (for logs and CI)")
