@@ -40,11 +40,27 @@ def test_the_calibrated_threshold_sets_the_cut_height():
     assert cluster_embeddings(x, calibration=-0.5).n_clusters == 1
 
     class Cal:
-        def threshold(self, which="eer"):
+        def threshold(self, which="eer", durations=None):
             return 0.9999
 
     # At distance 1e-4 nothing merges: every point is its own cluster.
     assert cluster_embeddings(x, calibration=Cal()).n_clusters == len(x)
+
+
+def test_a_duration_aware_calibration_cuts_at_the_threshold_for_the_items_length():
+    from singerid.eval.calibration import fit_calibration
+
+    rng = np.random.default_rng(0)
+    # Whole songs score higher than 4 s clips for targets and non-targets alike.
+    scores = np.concatenate([rng.normal(0.7, 0.08, 500), rng.normal(0.4, 0.1, 500), rng.normal(0.95, 0.02, 500), rng.normal(0.82, 0.05, 500)])
+    labels = np.tile(np.repeat([True, False], 500), 2)
+    durations = np.repeat([[4.0, 4.0], [60.0, 60.0]], 1000, axis=0)
+    cal = fit_calibration(scores, labels, durations=durations)
+    x, _ = _blobs()
+    songs = cluster_embeddings(x, calibration=cal, seconds=60.0).threshold
+    assert songs == pytest.approx(1.0 - cal.threshold("eer", (60.0, 60.0)))
+    assert cluster_embeddings(x, calibration=cal).threshold == pytest.approx(1.0 - cal.threshold("eer"))
+    assert songs < 1.0 - cal.threshold("eer") - 0.1
 
 
 def test_small_inputs_and_bad_settings():

@@ -253,9 +253,9 @@ def run_demo(
     write_text(run / "demo.json", json.dumps(state, indent=2) + "\n")
     print(f"singerid demo: {settings.method} on {settings.backbone}; seed(s) {settings.seed}..{settings.seed + seeds - 1}; output {run}", flush=True)
     all_results = []
-    # Minutes on a 2-core CPU (measured): corpus and pitch banks 1.5, one training step a second, evaluation 1.
+    # Minutes on a 2-core CPU (measured): corpus 1, pitch banks 1, a training step 1.15 s, evaluation 1.
     clock = StageClock(
-        {"corpus": 1.5, "training": settings.max_steps / 60.0, "calibration": 0.3, "evaluation": 1.0}, rounds=seeds
+        {"corpus": 1.0, "training": 1.0 + settings.max_steps * 1.15 / 60.0, "calibration": 0.3, "evaluation": 1.0}, rounds=seeds
     )
     for k in range(seeds):
         s = dataclasses.replace(settings, seed=settings.seed + k)

@@ -143,19 +143,21 @@ def cluster_collection(
         x, calibration = embed_with(system, segments, device=device, progress=progress)
         name = system
     use_calibration = calibration if method is None else None
-    result = cluster_embeddings(x, n_clusters=n_clusters, calibration=use_calibration, method=method, seed=seed)
+    seconds = float(np.median([s.duration for s in segments]))
+    result = cluster_embeddings(x, n_clusters=n_clusters, calibration=use_calibration, method=method, seed=seed, seconds=seconds)
     results: dict = {
         "system": name,
         "n_recordings": len(segments),
         "method": result.method,
         "threshold": result.threshold,
+        "median_seconds": seconds,
         "n_clusters": result.n_clusters,
         "sizes": result.sizes(),
     }
     if labelled and len(segments) >= 2:
         truth = [s.singer for s in segments]
         results["scores"] = {name: {**clustering_scores(truth, result.labels), "best_cut": best_cut(linkage_tree(x), truth)}}
-        results["cuts"] = {name: _cuts(x, truth, calibration, seed)}
+        results["cuts"] = {name: _cuts(x, truth, calibration, seed, seconds)}
         if compare and system != BASELINE:
             base, _ = embed_with(BASELINE, segments, device=device, progress=progress)
             base_result = cluster_embeddings(base, n_clusters=n_clusters, method=method, seed=seed)
@@ -166,11 +168,11 @@ def cluster_collection(
     return run
 
 
-def _cuts(x: np.ndarray, truth: Sequence[str], calibration, seed: int) -> dict:
-    """ARI of each automatic cut (the calibrated one when there is a calibration)."""
+def _cuts(x: np.ndarray, truth: Sequence[str], calibration, seed: int, seconds: float | None = None) -> dict:
+    """ARI of each automatic cut (the calibrated one, for items of ``seconds``, when there is a calibration)."""
     cuts = {how: clustering_scores(truth, cluster_embeddings(x, method=how, seed=seed).labels)["ari"] for how in CUT_METHODS}
     if calibration is not None:
-        cuts["calibration"] = clustering_scores(truth, cluster_embeddings(x, calibration=calibration).labels)["ari"]
+        cuts["calibration"] = clustering_scores(truth, cluster_embeddings(x, calibration=calibration, seconds=seconds).labels)["ari"]
     return cuts
 
 

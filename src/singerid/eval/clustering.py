@@ -139,20 +139,30 @@ def silhouette_cut(x: np.ndarray, tree: np.ndarray, seed: int = 0) -> float:
     return _height_for(tree, best_k)
 
 
-def calibration_cut(calibration) -> float:
-    """Cut height from a calibration (an object with ``threshold("eer")``) or a cosine threshold."""
-    thr = calibration.threshold("eer") if hasattr(calibration, "threshold") else float(calibration)
-    return float(1.0 - thr)
+def calibration_cut(calibration, seconds: float | None = None) -> float:
+    """Cut height from a calibration (an object with ``threshold("eer", durations)``) at the
+    threshold for two items of ``seconds`` (a duration-aware calibration accepts longer
+    recordings only at higher scores), or from a cosine threshold."""
+    if not hasattr(calibration, "threshold"):
+        return float(1.0 - float(calibration))
+    return float(1.0 - calibration.threshold("eer", None if seconds is None else (seconds, seconds)))
 
 
 def cluster_embeddings(
-    x: np.ndarray, n_clusters: int | None = None, calibration=None, *, method: str | None = None, seed: int = 0
+    x: np.ndarray,
+    n_clusters: int | None = None,
+    calibration=None,
+    *,
+    method: str | None = None,
+    seed: int = 0,
+    seconds: float | None = None,
 ) -> Clustering:
     """Cluster the rows of ``x`` ``(n, dim)`` by cosine distance.
 
     ``n_clusters`` fixes the number of clusters. Otherwise the cut is taken from ``calibration``
     (a :class:`~singerid.model.calibration.Calibration` or a cosine threshold) when given, else by
     ``method`` (one of :data:`CUT_METHODS`; default :data:`AUTO_FROM_DATA`), seeded by ``seed``.
+    ``seconds`` is the typical length of the items, at which a calibration's threshold is taken.
     """
     x = np.asarray(x, np.float32)
     if n_clusters is not None and not 1 <= n_clusters <= len(x):
@@ -166,7 +176,7 @@ def cluster_embeddings(
         labels, height, how = cut_into(tree, n_clusters), None, "n_clusters"
     else:
         if calibration is not None and method is None:
-            height, how = calibration_cut(calibration), "calibration"
+            height, how = calibration_cut(calibration, seconds), "calibration"
         else:
             how = method or AUTO_FROM_DATA
             height = silhouette_cut(x, tree, seed) if how == "silhouette" else gap_cut(tree)
