@@ -63,7 +63,8 @@ def _check(cat_dir, reference: dict[str, np.ndarray]) -> int:
 
 def test_killed_adds_leave_only_completed_entries(tmp_path, model_dir):
     folder = tmp_path / "audio"
-    files = [write_audio(folder / f"f{i:02d}.wav", voiced_clip(140.0 + 15 * i, 2.0, 0.5 + 0.1 * i, seed=i)) for i in range(24)]
+    # Enough files that five kills, each after a few more adds, never reach the end of the folder.
+    files = [write_audio(folder / f"f{i:02d}.wav", voiced_clip(140.0 + 5 * i, 2.0, 0.5 + 0.03 * i, seed=i)) for i in range(60)]
     encoder = load_model(model_dir)
     reference = {str(f.absolute()): encoder.embed_file(f) for f in files}
     cat = tmp_path / "cat"
@@ -82,7 +83,7 @@ def test_killed_adds_leave_only_completed_entries(tmp_path, model_dir):
         proc.wait()
         counts.append(_check(cat, reference))
     assert counts == sorted(counts)  # nothing completed is ever lost
-    assert counts[-1] < len(files) and len(set(counts)) == len(counts)  # every kill landed mid-add, after progress
+    assert counts[-1] < len(files) and len(set(counts)) == len(counts), counts  # every kill landed mid-add, after progress
     done = subprocess.run(_add(folder, cat, model_dir), env=_env(), capture_output=True, text=True, check=True)
     assert f"{len(files)} entries" in done.stdout
     assert _check(cat, reference) == len(files)
