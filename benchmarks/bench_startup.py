@@ -118,5 +118,5 @@ def run(quick: bool = False) -> dict:
             result["commands"][f"singerid verify ({backbone})"] = run_process(cmd, repeats)
             result["phases"][backbone] = phases(model, a, b, max(1, repeats // 2))
     result["load_average_1_5_15_min"] = list(os.getloadavg())
-    result["note"] = "shared CPU: other processes ran during the measurement; the load average says how busy it was"
+    result["note"] = "the load average says how busy the CPU was during the measurement"
     return result
