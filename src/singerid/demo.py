@@ -40,7 +40,7 @@ SYSTEMS = ("learned", "random", "mfcc", "f0")
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """Sizes of one demo run. The defaults fit a 2-core CPU in about 15 minutes."""
+    """Sizes of one demo run. The defaults fit a 2-core CPU in under 10 minutes a seed."""
 
     train_singers: int = 40
     train_songs: int = 4
