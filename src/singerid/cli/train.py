@@ -7,7 +7,7 @@ import argparse
 NAME = "train"
 ORDER = 30
 HELP = "train an encoder with one of the five self-supervised objectives (no singer labels used)"
-EXAMPLE = "singerid train --config demo --data runs/demo/corpus/seed0/train --out runs/vicreg --set max_steps=200"
+EXAMPLE = "singerid train --config demo --data runs/demo/corpus/seed0/train --out runs/demo-train --set max_steps=200"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
