@@ -230,14 +230,15 @@ class CpuSmallBackbone(nn.Module):
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         image = feats.unsqueeze(1).contiguous(memory_format=torch.channels_last)
-        x = self.blocks(self.stem(image)).flatten(2)
-        mean = x.mean(dim=2)
-        std = torch.sqrt((x - mean.unsqueeze(2)).pow(2).mean(dim=2) + self.stats_eps)
-        stats = [mean, std]
+        stats = self._mean_std(self.blocks(self.stem(image)).flatten(2))
         if self.input_stats:
-            band_mean = feats.mean(dim=2)
-            stats += [band_mean, torch.sqrt((feats - band_mean.unsqueeze(2)).pow(2).mean(dim=2) + self.stats_eps)]
+            stats += self._mean_std(feats)
         return self.embed(self.pooled_norm(torch.cat(stats, dim=1)))
+
+    def _mean_std(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Mean and standard deviation of ``x`` ``(B, C, T)`` over its last axis."""
+        mean = x.mean(dim=2)
+        return [mean, torch.sqrt((x - mean.unsqueeze(2)).pow(2).mean(dim=2) + self.stats_eps)]
 
 
 class SingerEncoderNet(nn.Module):

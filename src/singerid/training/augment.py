@@ -1,8 +1,8 @@
 """Augmentations applied to each training view independently, every draw seeded.
 
 Chain, in this order: formant-preserving pitch shift (Praat "Change gender"), channel EQ (off
-by default; not in the paper), Gaussian noise, gain, time mask. The pitch shift comes first so Praat analyses the clean voice, and so the
-two ways of computing it below are the same transform:
+by default; not in the paper), Gaussian noise, gain, time mask. The pitch shift comes first so
+Praat analyses the clean voice, and so the two ways of computing it below are the same transform:
 
 * ``pitch_mode="praat"`` (reference): crop, then run Praat on the crop (~70 ms per 4 s view).
 * ``pitch_mode="bank"`` (fast): once per song, Praat renders ``bank_variants`` pitch-shifted
