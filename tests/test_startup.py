@@ -23,7 +23,7 @@ from singerid.quality import welch_psd
 SRC = str(Path(singerid.__file__).parent.parent)
 NOT_ON_THE_INFERENCE_PATH = (
     "lightning", "pytorch_lightning", "sklearn", "matplotlib", "onnx", "onnxruntime",
-    "scipy.signal", "scipy.stats", "pandas", "faiss",
+    "scipy.signal", "scipy.stats", "scipy.cluster", "scipy.spatial", "pandas", "faiss",
 )
 
 PROBE = """
@@ -85,6 +85,8 @@ def test_verify_loads_only_what_inference_needs(verify_inputs):
     assert _loaded(got["modules"], "torch")  # the check below would pass vacuously otherwise
     heavy = [name for name in NOT_ON_THE_INFERENCE_PATH if _loaded(got["modules"], name)]
     assert not heavy, f"`singerid verify` loads {heavy}"
+    others = [m for m in got["modules"] if m.startswith("singerid.cli.") and m not in ("singerid.cli._common", "singerid.cli._errors", "singerid.cli.verify")]
+    assert not others, f"`singerid verify` imports other commands: {others}"
 
 
 @pytest.mark.slow

@@ -32,18 +32,33 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}{hint}\n")
 
 
-def _load_commands() -> list[ModuleType]:
-    """Every command module in this package, in workflow order (``ORDER``)."""
-    modules = [
-        importlib.import_module(f"{__name__}.{info.name}")
-        for info in pkgutil.iter_modules(__path__)
-        if not info.name.startswith("_")
-    ]
+def _module_names() -> list[str]:
+    """The command modules' names (``import_official`` is the command ``import-official``)."""
+    return [info.name for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_")]
+
+
+def _load_commands(only: str | None = None) -> list[ModuleType]:
+    """Every command module in this package, in workflow order (``ORDER``), or just module ``only``."""
+    names = [only] if only is not None else _module_names()
+    modules = [importlib.import_module(f"{__name__}.{name}") for name in names]
     return sorted(modules, key=lambda m: (m.ORDER, m.NAME))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser (also used to render the README's command reference)."""
+def _requested_module(argv: list[str]) -> str | None:
+    """The module of the command ``argv`` names, when it names one; None for help, a typo or nothing.
+
+    A one-off command then imports only its own module: some commands' options come from heavy
+    modules (clustering pulls in SciPy), and a quick ``verify`` should not pay for them."""
+    for token in argv:
+        if not token.startswith("-"):
+            name = token.replace("-", "_")
+            return name if name in _module_names() else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full argument parser (also used to render the README's command reference), or one
+    with only the command module ``only``."""
     parser = _Parser(
         prog="singerid",
         description="Singer identity embeddings: synthesise, prepare, train, embed, verify, identify, evaluate, export.",
@@ -51,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"singerid {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error instead of one line")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in _load_commands():
+    for module in _load_commands(only):
         cmd = sub.add_parser(
             module.NAME,
             help=module.HELP,
@@ -93,10 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``singerid`` console script."""
     for key, value in IDLE_THREADS_SLEEP.items():
         os.environ.setdefault(key, value)
-    parser = build_parser()
     _Parser.argv = list(sys.argv[1:] if argv is None else argv)
     if "_ARGCOMPLETE" in os.environ:
-        _complete(parser)
+        _complete(build_parser())
+    parser = build_parser(_requested_module(_Parser.argv))
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         # Report unknown options with the command's own usage, not the top-level one.
