@@ -58,9 +58,11 @@ def test_a_duration_aware_calibration_cuts_at_the_threshold_for_the_items_length
     cal = fit_calibration(scores, labels, durations=durations)
     x, _ = _blobs()
     songs = cluster_embeddings(x, calibration=cal, seconds=60.0).threshold
-    assert songs == pytest.approx(1.0 - cal.threshold("eer", (60.0, 60.0)))
-    assert cluster_embeddings(x, calibration=cal).threshold == pytest.approx(1.0 - cal.threshold("eer"))
-    assert songs < 1.0 - cal.threshold("eer") - 0.1
+    # The cut is the 1 %-false-accept threshold, stricter than the equal-error one.
+    assert songs == pytest.approx(1.0 - cal.threshold("far0.01", (60.0, 60.0)))
+    assert songs < 1.0 - cal.threshold("eer", (60.0, 60.0))
+    assert cluster_embeddings(x, calibration=cal).threshold == pytest.approx(1.0 - cal.threshold("far0.01"))
+    assert songs < 1.0 - cal.threshold("far0.01") - 0.1
 
 
 def test_small_inputs_and_bad_settings():

@@ -188,3 +188,19 @@ def test_validation_curves_are_read_per_seed_and_tabulated(tmp_path):
     assert "| 99 | 40.0 | 30.0 |" in table and "| 199 | 25.0 | – |" in table
     assert "![validation EER](validation.png)" in table
     assert plot_curves({"seed 0": []}, tmp_path / "none.png") is None and curves_markdown({"seed 0": []}, None) == ""
+
+
+def test_development_songs_are_sung_by_the_first_dev_singers_of_the_training_singers(tmp_path):
+    from singerid.demo import _corpus
+
+    settings = DemoSettings(
+        train_singers=4, train_songs=1, train_song_seconds=2.0, eval_singers=2, eval_songs=1, eval_song_seconds=2.0,
+        dev_singers=2, dev_songs=1,
+    )
+    train, held, dev = _corpus(tmp_path, settings, progress=False)
+    train_singers = sorted({r.singer for r in train})
+    assert len(train_singers) == 4
+    assert sorted({r.singer for r in dev}) == train_singers[:2]
+    # Their development songs are other songs than the ones trained on.
+    assert {(r.singer, r.song) for r in dev}.isdisjoint({(r.singer, r.song) for r in train})
+    assert {r.singer for r in held}.isdisjoint(train_singers)

@@ -42,8 +42,8 @@ SYSTEMS = ("learned", "random", "mfcc", "f0")
 class DemoSettings:
     """Sizes of one demo run. The defaults fit a 2-core CPU in under 10 minutes a seed."""
 
-    train_singers: int = 40
-    train_songs: int = 4
+    train_singers: int = 80
+    train_songs: int = 2
     train_song_seconds: float = 40.0
     eval_singers: int = 16
     eval_songs: int = 3
@@ -59,6 +59,8 @@ class DemoSettings:
     checkpoint_every: int = 100
     dev_songs: int = 2
     """Further songs of each training singer, never trained on, that calibrate the model's thresholds."""
+    dev_singers: int = 40
+    """How many of the training singers (the first ones) sing those development songs."""
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(to_dict(self), sort_keys=True).encode()).hexdigest()[:12]
@@ -127,7 +129,7 @@ def _corpus(root: Path, s: DemoSettings, progress: bool) -> tuple[list[Recording
     )
     # Development songs: the training singers' songs after those trained on.
     dev = generate_corpus(
-        root / "dev", s.train_singers, s.dev_songs, s.eval_song_seconds, seed=s.seed,
+        root / "dev", min(s.dev_singers, s.train_singers), s.dev_songs, s.eval_song_seconds, seed=s.seed,
         first_song=s.train_songs, n_jobs=jobs, progress=progress,
     )
     return load_manifest(train), load_manifest(held_out), load_manifest(dev)

@@ -3,9 +3,9 @@ distance, cut at a given number of clusters or at a height chosen automatically,
 that compare a clustering with known singers (purity, inverse purity, ARI, NMI).
 
 The automatic cut comes from the model's calibration when there is one (the cosine distance
-``1 - threshold`` at its equal-error threshold: merge while the groups' average pair would be
-called the same singer), otherwise from the data: the cut with the best silhouette
-(:data:`AUTO_FROM_DATA`), or the widest gap between successive merge heights.
+``1 - threshold`` at its :data:`CALIBRATED_CUT` operating point: merge while the groups' average
+pair would be accepted as the same singer), otherwise from the data: the cut with the best
+silhouette (:data:`AUTO_FROM_DATA`), or the widest gap between successive merge heights.
 """
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ from ..vectors import l2_normalize
 # scikit-learn is imported where it is used: every command's parser reads CUT_METHODS from here,
 # and `singerid verify` must start without loading scikit-learn.
 
+CALIBRATED_CUT = "far0.01"
+"""The calibrated operating point the cut is taken at: 1 % false accepts. In a collection most
+pairs of recordings are by different singers, so a merge of two singers' groups is the costly
+mistake; the equal-error threshold merges too eagerly and leaves too few clusters."""
 CUT_METHODS = ("silhouette", "gap")
 """Ways to choose the cut from the data alone."""
 AUTO_FROM_DATA = "silhouette"
@@ -140,12 +144,12 @@ def silhouette_cut(x: np.ndarray, tree: np.ndarray, seed: int = 0) -> float:
 
 
 def calibration_cut(calibration, seconds: float | None = None) -> float:
-    """Cut height from a calibration (an object with ``threshold("eer", durations)``) at the
-    threshold for two items of ``seconds`` (a duration-aware calibration accepts longer
-    recordings only at higher scores), or from a cosine threshold."""
+    """Cut height from a calibration (an object with ``threshold(which, durations)``) at its
+    :data:`CALIBRATED_CUT` threshold for two items of ``seconds`` (a duration-aware calibration
+    accepts longer recordings only at higher scores), or from a cosine threshold."""
     if not hasattr(calibration, "threshold"):
         return float(1.0 - float(calibration))
-    return float(1.0 - calibration.threshold("eer", None if seconds is None else (seconds, seconds)))
+    return float(1.0 - calibration.threshold(CALIBRATED_CUT, None if seconds is None else (seconds, seconds)))
 
 
 def cluster_embeddings(
