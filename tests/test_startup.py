@@ -106,3 +106,35 @@ def test_welch_psd_matches_scipy(n, nperseg):
     got_freqs, got = welch_psd(x, 44100, nperseg, block=7)  # a small block, so blocks are summed
     np.testing.assert_array_equal(got_freqs, freqs)
     np.testing.assert_allclose(got, power, rtol=1e-10, atol=1e-14 * power.max())
+
+
+TEARDOWN_PROBE = """
+import atexit, sys
+atexit.register(lambda: print("interpreter teardown ran", file=sys.stderr))
+from singerid.cli import console
+sys.argv = ["singerid", *sys.argv[1:]]
+sys.exit(console())
+"""
+
+
+def _console(args: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": SRC}
+    return subprocess.run([sys.executable, "-c", TEARDOWN_PROBE, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.slow
+def test_a_one_off_query_skips_the_interpreter_teardown_after_printing_everything(verify_inputs):
+    model, (a, b) = verify_inputs
+    done = _console(["verify", a, b, "--model", str(model), "--threshold", "0.5", "--json"])
+    assert done.returncode == 0, done.stderr
+    assert "interpreter teardown ran" not in done.stderr
+    # Everything printed before the quick exit arrived through the pipe.
+    result = json.loads(done.stdout)
+    assert result["threshold"] == 0.5 and -1.0 <= result["score"] <= 1.0
+    # A failure, and a command that writes files, end the normal way.
+    failed = _console(["verify", a, str(Path(a).with_name("missing.wav")), "--model", str(model), "--threshold", "0.5"])
+    assert failed.returncode != 0 and "missing.wav" in failed.stderr
+    assert "interpreter teardown ran" in failed.stderr
+    written = _console(["synth", "--out", str(Path(a).parent / "synth"), "--singers", "1", "--songs", "1", "--song-seconds", "1", "--no-progress"])
+    assert written.returncode == 0, written.stderr
+    assert "interpreter teardown ran" in written.stderr

@@ -16,6 +16,8 @@ from ._common import (
 NAME = "identify"
 ORDER = 55
 HELP = "rank enrolled singers for a clip; 'unknown' when no one reaches the threshold (open set)"
+QUICK_EXIT = True
+"""A one-off query that writes nothing: the process ends as soon as it has answered."""
 EXAMPLE = "singerid identify runs/demo/corpus/seed0/eval/singer040/song01.wav --model runs/demo/latest/train/model --profiles runs/singers.npz"
 
 

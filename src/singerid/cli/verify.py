@@ -16,6 +16,8 @@ from ._common import (
 NAME = "verify"
 ORDER = 45
 HELP = "score two recordings and decide whether they share a singer (calibrated threshold or --threshold)"
+QUICK_EXIT = True
+"""A one-off query that writes nothing: the process ends as soon as it has answered."""
 EXAMPLE = "singerid verify runs/demo/corpus/seed0/eval/singer040/song00.wav runs/demo/corpus/seed0/eval/singer040/song01.wav --model runs/demo/latest/train/model"
 
 
