@@ -204,3 +204,14 @@ def test_development_songs_are_sung_by_the_first_dev_singers_of_the_training_sin
     # Their development songs are other songs than the ones trained on.
     assert {(r.singer, r.song) for r in dev}.isdisjoint({(r.singer, r.song) for r in train})
     assert {r.singer for r in held}.isdisjoint(train_singers)
+
+
+def test_demo_settings_agree_with_the_shipped_demo_config():
+    # `singerid train --config demo` and `singerid demo` must train the same recipe.
+    from singerid.training import load_config
+
+    cfg, s = load_config("demo"), DemoSettings()
+    assert (cfg.method, cfg.model.backbone, cfg.max_steps, cfg.batch_size) == (s.method, s.backbone, s.max_steps, s.batch_size)
+    assert (cfg.crop_seconds, cfg.optim.lr, cfg.augment.bank_variants, cfg.checkpoint_every) == (
+        s.crop_seconds, s.lr, s.bank_variants, s.checkpoint_every,
+    )
