@@ -65,6 +65,16 @@ def test_a_duration_aware_calibration_cuts_at_the_threshold_for_the_items_length
     assert songs < 1.0 - cal.threshold("far0.01") - 0.1
 
 
+def test_a_calibration_without_the_false_accept_point_cuts_at_its_equal_error_threshold(caplog):
+    from singerid.model.calibration import Calibration
+
+    x, _ = _blobs()
+    cal = Calibration(a=20.0, b=-10.0, thresholds={"eer": 0.6})
+    with caplog.at_level("WARNING", logger="singerid"):
+        assert cluster_embeddings(x, calibration=cal).threshold == pytest.approx(0.4)
+    assert "no far0.01 threshold" in caplog.text
+
+
 def test_small_inputs_and_bad_settings():
     x, _ = _blobs(k=2, per=1)
     assert cluster_embeddings(x, method="silhouette").n_clusters in (1, 2)  # no 2..n-1 candidate: falls back to the gap cut

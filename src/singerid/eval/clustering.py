@@ -10,6 +10,7 @@ silhouette (:data:`AUTO_FROM_DATA`), or the widest gap between successive merge 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,8 @@ from scipy.cluster.hierarchy import fcluster, linkage
 
 from ..errors import ConfigError
 from ..vectors import l2_normalize
+
+log = logging.getLogger(__name__)
 
 # scikit-learn is imported where it is used: every command's parser reads CUT_METHODS from here,
 # and `singerid verify` must start without loading scikit-learn.
@@ -146,10 +149,17 @@ def silhouette_cut(x: np.ndarray, tree: np.ndarray, seed: int = 0) -> float:
 def calibration_cut(calibration, seconds: float | None = None) -> float:
     """Cut height from a calibration (an object with ``threshold(which, durations)``) at its
     :data:`CALIBRATED_CUT` threshold for two items of ``seconds`` (a duration-aware calibration
-    accepts longer recordings only at higher scores), or from a cosine threshold."""
+    accepts longer recordings only at higher scores), or from a cosine threshold. A calibration
+    without that operating point (fitted on too few trials, or written by hand) gives its
+    equal-error threshold, with a warning."""
     if not hasattr(calibration, "threshold"):
         return float(1.0 - float(calibration))
-    return float(1.0 - calibration.threshold(CALIBRATED_CUT, None if seconds is None else (seconds, seconds)))
+    durations = None if seconds is None else (seconds, seconds)
+    try:
+        return float(1.0 - calibration.threshold(CALIBRATED_CUT, durations))
+    except ConfigError:
+        log.warning("the model's calibration stores no %s threshold; the clustering cut uses its equal-error threshold", CALIBRATED_CUT)
+        return float(1.0 - calibration.threshold("eer", durations))
 
 
 def cluster_embeddings(
