@@ -166,7 +166,8 @@ def _train(run: Path, s: DemoSettings, train_files: list[Recording], progress: b
         "demo",
         [
             f"method={s.method}", f"model.backbone={s.backbone}", f"max_steps={s.max_steps}",
-            f"batch_size={s.batch_size}", f"crop_seconds={s.crop_seconds}", f"optim.lr={s.lr}", f"seed={s.seed}", f"augment.bank_variants={s.bank_variants}",
+            f"batch_size={s.batch_size}", f"crop_seconds={s.crop_seconds}", f"optim.lr={s.lr}", f"seed={s.seed}",
+            f"augment.bank_variants={s.bank_variants}",
             f"augment.bank_seed={s.seed}", f"augment.bank_dir={run.parent / 'pitch-bank'}",
             f"checkpoint_every={s.checkpoint_every}",
         ],
