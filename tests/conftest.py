@@ -36,17 +36,23 @@ def tone_corpus(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory):
-    """A small untrained model artefact (cpu_small, 32-d, seeded): enough for everything but accuracy."""
+def untrained_model(folder, **options):
+    """Save a small untrained model artefact (cpu_small, 32-d, seeded, ``options`` of
+    :class:`EncoderConfig` on top) into ``folder/model`` and return its path."""
     import torch
 
     from singerid.model.artifact import save_artifact
     from singerid.model.backbones import EncoderConfig, build_encoder
 
     torch.manual_seed(0)
-    cfg = EncoderConfig(backbone="cpu_small", embedding_dim=32)
-    return save_artifact(tmp_path_factory.mktemp("model") / "model", build_encoder(cfg).eval(), cfg)
+    cfg = EncoderConfig(backbone="cpu_small", embedding_dim=32, **options)
+    return save_artifact(folder / "model", build_encoder(cfg).eval(), cfg)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """A small untrained model artefact: enough for everything but accuracy."""
+    return untrained_model(tmp_path_factory.mktemp("model"))
 
 
 def official_state_dict(seed: int = 0) -> dict:

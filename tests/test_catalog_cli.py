@@ -11,6 +11,8 @@ import pytest
 from singerid.catalog import Catalog
 from singerid.cli import main
 
+from conftest import untrained_model
+
 pytestmark = pytest.mark.slow  # each test embeds a corpus several times
 
 
@@ -19,14 +21,7 @@ def model_dir(tmp_path_factory):
     """An untrained model that still tells the tones apart: pooled log-mel band statistics give
     each tone its own direction (without them every recording scores about 1 against every other,
     and the order of the search hits would be decided by rounding)."""
-    import torch
-
-    from singerid.model.artifact import save_artifact
-    from singerid.model.backbones import EncoderConfig, build_encoder
-
-    torch.manual_seed(0)
-    cfg = EncoderConfig(backbone="cpu_small", embedding_dim=32, input_stats=True)
-    return save_artifact(tmp_path_factory.mktemp("model") / "model", build_encoder(cfg).eval(), cfg)
+    return untrained_model(tmp_path_factory.mktemp("model"), input_stats=True)
 
 
 def _run(capsys, *argv) -> str:

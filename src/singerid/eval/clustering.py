@@ -21,13 +21,14 @@ from ..vectors import l2_normalize
 
 log = logging.getLogger(__name__)
 
-# scikit-learn is imported where it is used: every command's parser reads CUT_METHODS from here,
-# and `singerid verify` must start without loading scikit-learn.
-
 CALIBRATED_CUT = "far0.01"
 """The calibrated operating point the cut is taken at: 1 % false accepts. In a collection most
 pairs of recordings are by different singers, so a merge of two singers' groups is the costly
 mistake; the equal-error threshold merges too eagerly and leaves too few clusters."""
+
+# scikit-learn is imported where it is used: `singerid cluster`'s parser reads CUT_METHODS from
+# here, and that parser must build without loading scikit-learn.
+
 CUT_METHODS = ("silhouette", "gap")
 """Ways to choose the cut from the data alone."""
 AUTO_FROM_DATA = "silhouette"
